@@ -252,14 +252,13 @@ def _read_secret_files(raw: dict[str, Any], struct: type[msgspec.Struct], prefix
 def _describe_validation_error(msg: str) -> str:
     # msgspec says "Expected `int`, got `str` - at `$.server.port`"; lead with the key instead.
     m = re.search(r" - at `\$\.?([^`]*)`$", msg)
-    if not m:
-        unknown = re.search(r"Object contains unknown field `([^`]+)`(?: - at `\$\.?([^`]*)`)?", msg)
-        if unknown:
-            where = f"{unknown.group(2)}." if unknown.group(2) else ""
-            return f"{where}{unknown.group(1)}: unknown key"
-        return f"config: {msg}"
-    key = m.group(1).replace("[", ".").replace("]", "")
-    return f"{key}: {msg[: m.start()]}"
+    where = m.group(1).replace("[", ".").replace("]", "") if m else ""
+    body = msg[: m.start()] if m else msg
+    unknown = re.match(r"Object contains unknown field `([^`]+)`", body)
+    if unknown:
+        key = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
+        return f"{key}: unknown key"
+    return f"{where}: {body}" if where else f"config: {body}"
 
 
 # --------------------------------------------------------------------------------------------

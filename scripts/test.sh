@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh machine, then runs it.
+#   Python package + test extras (pip), the real OpenPanel SDKs (npm), Chromium (apt, when missing).
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m reliability`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (apt)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+(cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+
+exec python3 -m pytest -q "$@"

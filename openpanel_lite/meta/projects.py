@@ -154,12 +154,15 @@ def update_project(
     domain: str | None | UnsetType = UNSET,
     cors: Iterable[str] | UnsetType = UNSET,
     timezone: str | UnsetType = UNSET,
-    filters: Iterable[ProjectFilter] | UnsetType = UNSET,
+    filters: Iterable[ProjectFilter | Mapping[str, Any]] | UnsetType = UNSET,
     settings: Mapping[str, Any] | UnsetType = UNSET,
     allow_unsafe_revenue_tracking: bool | UnsetType = UNSET,
     now: datetime | None = None,
 ) -> Project:
-    """Change the given fields (others stay); the id is kept even when the name changes."""
+    """Change the given fields (others stay); the id is kept even when the name changes.
+
+    ``filters`` may be filter Structs or their JSON form (``{"type": "ip", "ip": …}``).
+    """
     # Column names come from this fixed mapping only, never from input.
     changes: dict[str, SQLValue] = {}
     if not isinstance(name, UnsetType):

@@ -123,4 +123,4 @@ def set_password(db: MetaDB, user_id: str, password: str, *, now: datetime | Non
         {"hash": hash_password(password), "at": to_ms(now or utcnow()), "id": user_id},
     )
     if changed == 0:
-        raise MetaError(f"no user with id {user_id}")
+        raise MetaError(f"no user with id {user_id!r}")

@@ -110,7 +110,7 @@ def normalize_cors_entry(entry: str) -> str:
 
 def check_timezone(name: str) -> str:
     """An IANA zone name that zoneinfo knows, e.g. ``Europe/Berlin``; refuses paths and abbreviations."""
-    # available_timezones() keeps out "localtime", "posixrules" and odd files that ZoneInfo would load.
+    # Checking the known-name set first keeps out paths and host-specific files ZoneInfo would load.
     if name != "UTC" and name not in _zone_names():
         raise MetaError(f"unknown timezone {name!r}; use an IANA name such as 'Europe/Berlin'")
     try:
@@ -120,6 +120,10 @@ def check_timezone(name: str) -> str:
     return name
 
 
+# Files some systems ship in the zoneinfo folder that are not portable zone names.
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
 @functools.cache
 def _zone_names() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - _NOT_ZONES

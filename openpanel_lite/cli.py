@@ -28,7 +28,9 @@ class CliError(Exception):
 
 def _common(json_flag: bool = False) -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--config", metavar="PATH", help="config file (default: $OPENPANEL_CONFIG, ./openpanel.toml)")
+    parent.add_argument(
+        "--config", metavar="PATH", help="config file (default: $OPENPANEL_CONFIG, ./openpanel.toml)"
+    )
     parent.add_argument("--data-dir", metavar="DIR", help="data directory (default: ./data)")
     if json_flag:
         parent.add_argument("--json", action="store_true", help="print one JSON object")
@@ -62,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     pc = project.add_parser("create", parents=[_common(json_flag=True)], help="create a project")
     pc.add_argument("name")
     pc.add_argument("--domain", required=True, help="the site's domain, e.g. example.com")
-    pc.add_argument("--cors", nargs="+", default=None, metavar="ORIGIN", help="allowed origins (default: domain)")
+    pc.add_argument(
+        "--cors", nargs="+", default=None, metavar="ORIGIN", help="allowed origins (default: domain)"
+    )
     pc.add_argument("--timezone", default="UTC", help="IANA time zone for reports (default UTC)")
     pc.add_argument("--owner", metavar="EMAIL", help="make this user the project's owner")
     pc.set_defaults(handler=_cmd_project_create)
@@ -243,7 +247,12 @@ def _cmd_client_create(args: argparse.Namespace, cfg: Config) -> int:
         raise CliError(str(e)) from None
     finally:
         db.close()
-    data = {"client_id": client.id, "client_secret": secret, "type": client.type, "project_id": client.project_id}
+    data = {
+        "client_id": client.id,
+        "client_secret": secret,
+        "type": client.type,
+        "project_id": client.project_id,
+    }
     _emit(
         args,
         data,

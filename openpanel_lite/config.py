@@ -274,7 +274,9 @@ def validate(cfg: Config) -> None:
     if cfg.server.shutdown_timeout_s <= 0:
         raise ConfigError("server.shutdown_timeout_s: must be positive")
     if cfg.server.public_url and not re.match(r"^https?://[^\s/]+", cfg.server.public_url):
-        raise ConfigError(f"server.public_url: must start with http:// or https://, got {cfg.server.public_url!r}")
+        raise ConfigError(
+            f"server.public_url: must start with http:// or https://, got {cfg.server.public_url!r}"
+        )
     for cidr in cfg.server.trusted_proxies:
         try:
             ipaddress.ip_network(cidr, strict=False)

@@ -95,7 +95,12 @@ class MetaDB:
             self._conn = apsw.Connection(self.path)
         except apsw.Error as e:
             raise MetaError(f"cannot open the metadata database {self.path}: {e}") from None
-        self._configure(busy_timeout_ms)
+        try:
+            # The first PRAGMA is what actually reads the file, so a non-database fails here.
+            self._configure(busy_timeout_ms)
+        except apsw.Error as e:
+            self._conn.close()
+            raise MetaError(f"cannot open the metadata database {self.path}: {e}") from None
 
     def _configure(self, busy_timeout_ms: int) -> None:
         conn = self._conn
@@ -130,7 +135,7 @@ class MetaDB:
             return row
 
     def execute(self, sql: str, params: Params | None = None) -> int:
-        """Run one statement; returns the number of rows it changed."""
+        """Run one statement; returns the rows changed by it (if it is an INSERT, UPDATE or DELETE)."""
         with self._lock:
             self._conn.execute(sql, params or {}).fetchall()
             return self._conn.changes()
@@ -151,7 +156,9 @@ class MetaDB:
             try:
                 yield self
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # Some errors (SQLITE_FULL, IOERR) already rolled the transaction back.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
             try:
                 self._conn.execute("COMMIT")

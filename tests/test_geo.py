@@ -6,6 +6,7 @@ The .mmdb files are written with mmdb-writer at test time; no third-party data i
 from __future__ import annotations
 
 from collections.abc import Iterator
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from openpanel_lite.ingest.geo import (
     GeoOpenError,
     GeoSource,
     decode_record,
+    is_public_ipv4,
 )
 
 LONDON_NESTED: dict[str, Any] = {
@@ -297,3 +299,36 @@ def test_open_errors_name_the_file(tmp_path: Path, nested_db: Path) -> None:
 )
 def test_decode_record(record: object, expected: GeoInfo) -> None:
     assert decode_record(record) == expected
+
+
+# The first and last address of every non-public IPv4 range, and the public neighbours around it.
+NON_PUBLIC_EDGES = [
+    "0.0.0.0", "0.255.255.255", "10.0.0.0", "10.255.255.255", "100.64.0.0", "100.127.255.255",
+    "127.0.0.0", "127.255.255.255", "169.254.0.0", "169.254.255.255", "172.16.0.0", "172.31.255.255",
+    "192.0.0.0", "192.0.0.255", "192.0.2.0", "192.0.2.255", "192.168.0.0", "192.168.255.255",
+    "198.18.0.0", "198.19.255.255", "198.51.100.0", "198.51.100.255", "203.0.113.0", "203.0.113.255",
+    "224.0.0.0", "239.255.255.255", "240.0.0.1", "255.255.255.255",
+]  # fmt: skip
+PUBLIC_EDGES = [
+    "1.0.0.0", "9.255.255.255", "11.0.0.0", "100.63.255.255", "100.128.0.0", "126.255.255.255",
+    "128.0.0.0", "169.253.255.255", "169.255.0.0", "172.15.255.255", "172.32.0.0", "191.255.255.255",
+    "192.0.1.0", "192.0.3.0", "192.167.255.255", "192.169.0.0", "198.17.255.255", "198.20.0.0",
+    "198.51.99.255", "198.51.101.0", "203.0.112.255", "203.0.114.0", "223.255.255.255",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("ip", NON_PUBLIC_EDGES)
+def test_non_public_ipv4_range_edges(ip: str) -> None:
+    assert is_public_ipv4(IPv4Address(ip)) is False
+
+
+@pytest.mark.parametrize("ip", PUBLIC_EDGES)
+def test_public_ipv4_range_neighbours(ip: str) -> None:
+    assert is_public_ipv4(IPv4Address(ip)) is True
+
+
+@given(st.integers(min_value=0, max_value=2**32 - 1))
+def test_is_public_ipv4_never_says_public_for_python_non_global(value: int) -> None:
+    addr = IPv4Address(value)
+    if is_public_ipv4(addr):
+        assert addr.is_global and not addr.is_multicast

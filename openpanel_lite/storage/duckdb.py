@@ -42,9 +42,11 @@ _LOCKDOWN: Final = (
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
-def duckdb_memory_limit() -> str:
-    """The default memory_limit: 25% of the RAM this process may use, at most 1 GiB."""
-    limit = min(_available_memory() // 4, _DEFAULT_MEMORY_CAP)
+def duckdb_memory_limit(available_bytes: int | None = None) -> str:
+    """The default memory_limit: 25% of the RAM this process may use (or of `available_bytes`),
+    at most 1 GiB and at least 128 MiB."""
+    available = _available_memory() if available_bytes is None else available_bytes
+    limit = min(available // 4, _DEFAULT_MEMORY_CAP)
     return f"{max(limit, _DEFAULT_MEMORY_FLOOR) // MIB}MiB"
 
 
@@ -142,26 +144,31 @@ class DuckDBStore:
         arrow = {table: to_arrow(table, rows) for table, rows in batch.tables().items() if rows}
         with self._write_lock:
             con = self._con
-            con.begin()
+            # NOTE: views are registered outside the transaction: unregistering inside an aborted
+            # one fails and would hide the error that aborted it.
+            for table, data in arrow.items():
+                con.register(f"_append_{table}", data)
             try:
-                for table, data in arrow.items():
-                    view = f"_append_{table}"
-                    columns = ", ".join(f'"{c}"' for c in column_names(table))
-                    con.register(view, data)
-                    try:
-                        con.execute(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM {view}')
-                    finally:
-                        con.unregister(view)
-                if batch.spool_watermark is not None:
-                    # greatest(): a replayed, older batch must never move the mark backwards.
-                    con.execute(
-                        "UPDATE _spool_watermark SET watermark = greatest(watermark, $mark)",
-                        {"mark": batch.spool_watermark},
-                    )
-                con.commit()
-            except BaseException:
-                self._rollback()
-                raise
+                con.begin()
+                try:
+                    for table in arrow:
+                        columns = ", ".join(f'"{c}"' for c in column_names(table))
+                        con.execute(
+                            f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM _append_{table}'
+                        )
+                    if batch.spool_watermark is not None:
+                        # greatest(): a replayed, older batch must never move the mark backwards.
+                        con.execute(
+                            "UPDATE _spool_watermark SET watermark = greatest(watermark, $mark)",
+                            {"mark": batch.spool_watermark},
+                        )
+                    con.commit()
+                except BaseException:
+                    self._rollback()
+                    raise
+            finally:
+                for table in arrow:
+                    con.unregister(f"_append_{table}")
 
     def delete_project(self, project_id: str) -> None:
         # NOTE: deleted rows keep their disk space until a compaction (reliability §2.5).

@@ -307,7 +307,8 @@ def test_ten_thousand_rows_in_one_batch(store: DuckDBStore) -> None:
     store.append(WriteBatch(events=rows, spool_watermark=10_000))
     assert store.fetch(
         "SELECT count(*), count(DISTINCT id), sum(revenue), min(created_at), max(created_at),"
-        " count(*) FILTER (WHERE properties['parity'] = 'even'), count(*) FILTER (WHERE list_contains(groups, '2'))"
+        " count(*) FILTER (WHERE properties['parity'] = 'even'),"
+        " count(*) FILTER (WHERE list_contains(groups, '2'))"
         " FROM events",
         {},
     ) == [(10_000, 10_000, 49_995_000, T0_MS, T0_MS + timedelta(seconds=9_999), 5_000, 3_333)]

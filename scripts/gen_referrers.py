@@ -225,6 +225,8 @@ def split_url_entry(raw: str) -> tuple[str, str] | None:
     if app:
         text = app.group(1)
     host, _, path = text.partition("/")
+    # The lookup retries without 'www.', so 'www.x' and 'x' are one key and the better source wins.
+    host = host.removeprefix("www.")
     path = ("/" + path).rstrip("/") if path else ""
     if not _HOST_RE.fullmatch(host) or (path and not path.startswith("/")):
         return None

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from openpanel_lite.ingest.blocklist import BLOCKED_NAME_MESSAGE, is_blocked_event_name
+from openpanel_lite.ingest.blocklist import BLOCKED_EVENT_NAME_MESSAGE, is_blocked_event_name
 
 PAYLOAD_TYPES: tuple[str, ...] = (
     "track",
@@ -173,7 +173,7 @@ def _track(p: dict[str, Any]) -> TrackPayload:
             "payload/name", "Event name cannot be one of the reserved names: session_start, session_end"
         )
     if is_blocked_event_name(name):
-        raise ValidationFailed("payload/name", BLOCKED_NAME_MESSAGE)
+        raise ValidationFailed("payload/name", BLOCKED_EVENT_NAME_MESSAGE)
     props = _properties(p, "payload")
     if name == "revenue" and "__revenue" in props:
         rev = props["__revenue"]

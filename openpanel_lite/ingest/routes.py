@@ -1,0 +1,71 @@
+"""Ingest routes: POST /track (+ OPTIONS preflight), GET /track/device-id, legacy /event and /profile*.
+
+Thin wrappers: the flow lives in `IngestService`. Every public ingest response allows any origin
+(openpanel-facts §1.8); the per-project allow-list is enforced inside auth.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, get, post, route
+from litestar.enums import HttpMethod
+
+from openpanel_lite.ingest.service import MAX_BODY_BYTES, IngestService, Reply, RequestMeta
+
+_CORS = {"access-control-allow-origin": "*", "vary": "Origin"}
+
+
+def _meta(request: Request[Any, Any, Any]) -> RequestMeta:
+    headers: dict[str, str] = {}
+    # Repeated lines (X-Forwarded-For from several proxies) are joined so the rightmost hop stays last.
+    for name, value in request.headers.multi_items():
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return RequestMeta(peer=request.client.host if request.client else None, headers=headers)
+
+
+def _respond(reply: Reply) -> Response[Any]:
+    headers = {**_CORS, **reply.headers}
+    if isinstance(reply.body, str):
+        return Response(reply.body, status_code=reply.status, media_type="text/plain", headers=headers)
+    return Response(
+        msgspec.json.encode(reply.body),
+        status_code=reply.status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+@post("/track", request_max_body_size=MAX_BODY_BYTES, summary="OpenPanel-compatible ingest")
+async def track(request: Request[Any, Any, Any], ingest: IngestService) -> Response[Any]:
+    body = await request.body()
+    return _respond(await ingest.track(body, _meta(request)))
+
+
+@route("/track", http_method=[HttpMethod.OPTIONS], include_in_schema=False)
+async def track_preflight(request: Request[Any, Any, Any]) -> Response[Any]:
+    """CORS preflight as upstream answers it: any origin, GET/HEAD/POST, requested headers echoed."""
+    if "origin" not in request.headers:
+        return Response("Invalid Preflight Request", status_code=400, media_type="text/plain")
+    requested = request.headers.get("access-control-request-headers", "")
+    return Response(
+        b"",
+        status_code=204,
+        headers={
+            "access-control-allow-origin": "*",
+            "access-control-allow-methods": "GET,HEAD,POST",
+            "access-control-allow-headers": requested,
+            "access-control-max-age": "604800",
+            "vary": "Origin, Access-Control-Request-Headers",
+        },
+    )
+
+
+@get("/track/device-id", summary="Device and live session id for the caller")
+async def device_id(request: Request[Any, Any, Any], ingest: IngestService) -> Response[Any]:
+    return _respond(await ingest.device_id(_meta(request)))
+
+
+router = Router(path="/", route_handlers=[track, track_preflight, device_id])

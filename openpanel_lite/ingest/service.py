@@ -1,0 +1,276 @@
+"""The `/track` request flow (openpanel-facts §1.5): shed, decode, validate, authorise, bot check,
+enrich, spool, answer. Routes are thin wrappers around `IngestService`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import msgspec
+
+from openpanel_lite.ingest import identity, schemas
+from openpanel_lite.ingest.auth import AuthError, Authorized, IngestAuth
+from openpanel_lite.ingest.bots import detect_bot
+from openpanel_lite.ingest.client_ip import TrustedProxies, resolve_client_ip
+from openpanel_lite.ingest.pipeline import Identity, Pipeline, RequestInfo, Rows
+from openpanel_lite.ingest.profiles import NotANumber, ProfileNotFound
+from openpanel_lite.metrics import Metrics
+from openpanel_lite.storage.rows import BotEventRow
+
+# Bodies above this are refused before parsing (reliability §5: 64 KiB, beacon-sized).
+MAX_BODY_BYTES = 64 * 1024
+# Identical payloads from one ip+origin within this window are one event (upstream's 100 ms lock).
+DEDUP_WINDOW_S = 0.1
+RETRY_AFTER_S = 2
+
+
+class Reply(msgspec.Struct, frozen=True):
+    """A response the route sends as-is: JSON when `body` is not a str, else text/plain."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] = {}
+
+
+class Overloaded(Exception):
+    """The spool cannot take more right now: 503 + Retry-After."""
+
+
+class Sink(Protocol):
+    """Where accepted rows go: the durable spool (which feeds the store writer)."""
+
+    def accepting(self) -> bool: ...
+
+    async def write(self, rows: Rows, dedup_key: str | None) -> bool:
+        """Durably accept the rows; False when dedup_key was already accepted (a retry)."""
+        ...
+
+
+class RequestMeta(msgspec.Struct, frozen=True):
+    peer: str | None
+    headers: Mapping[str, str]
+
+
+def _error(status: int, message: str, error: str = "Error") -> Reply:
+    return Reply(status, {"status": status, "error": error, "message": message})
+
+
+def _ok(ident: Identity) -> Reply:
+    return Reply(200, {"deviceId": ident.device_id, "sessionId": ident.session_id})
+
+
+class IngestService:
+    def __init__(
+        self,
+        *,
+        auth: IngestAuth,
+        pipeline: Pipeline,
+        sink: Sink,
+        metrics: Metrics,
+        trusted_proxies: TrustedProxies,
+    ) -> None:
+        self.auth = auth
+        self.pipeline = pipeline
+        self.sink = sink
+        self.metrics = metrics
+        self.trusted = trusted_proxies
+        self._recent: dict[bytes, float] = {}
+
+    # ------------------------------------------------------------------------------------------
+
+    def _duplicate(self, client_id: str, body: bytes, ip: str, origin: str | None) -> bool:
+        """Upstream's 100 ms content lock, in memory: same client, body, ip and origin."""
+        now = time.monotonic()
+        if len(self._recent) > 10_000:
+            self._recent = {k: t for k, t in self._recent.items() if now - t < DEDUP_WINDOW_S}
+        key = hashlib.blake2b(
+            b"\0".join([client_id.encode(), body, ip.encode(), (origin or "").encode()])
+        ).digest()
+        seen = self._recent.get(key)
+        self._recent[key] = now
+        return seen is not None and now - seen < DEDUP_WINDOW_S
+
+    async def _authorize(
+        self, meta: RequestMeta, env: schemas.Envelope, profile_id: str | None, has_revenue: bool
+    ) -> tuple[Authorized, str]:
+        h = meta.headers
+        client_id = h.get("openpanel-client-id") or h.get("mixan-client-id") or env.client_id
+        secret = h.get("openpanel-client-secret") or h.get("mixan-client-secret") or env.client_secret
+        base_ip = resolve_client_ip(meta.peer, h, self.trusted, secret_authenticated=False)
+        authorized = await self.auth.authorize(
+            client_id=client_id,
+            client_secret=secret,
+            origin=h.get("origin"),
+            ip=base_ip,
+            profile_id=profile_id,
+            has_revenue=has_revenue,
+        )
+        if not authorized.secret_verified:
+            return authorized, base_ip
+        override = None
+        if isinstance(env.payload, schemas.TrackPayload):
+            override = env.payload.properties.get("__ip")
+        ip = resolve_client_ip(meta.peer, h, self.trusted, secret_authenticated=True, override=override)
+        return authorized, ip
+
+    async def track(self, body: bytes, meta: RequestMeta) -> Reply:
+        started = time.perf_counter()
+        if not self.sink.accepting():
+            return Reply(
+                503,
+                {"status": 503, "error": "Service Unavailable", "message": "Ingest is overloaded"},
+                {"retry-after": str(RETRY_AFTER_S)},
+            )
+        try:
+            decoded = msgspec.json.decode(body)
+        except (msgspec.DecodeError, RecursionError):
+            return _error(
+                400, "Body is not valid JSON but content-type is set to 'application/json'", "FastifyError"
+            )
+        try:
+            env = schemas.parse_envelope(decoded)
+        except schemas.ValidationFailed as e:
+            return _error(400, str(e))
+        except schemas.Unsupported as e:
+            return _error(400, str(e), "Bad Request")
+        payload = env.payload
+        profile_id = getattr(payload, "profile_id", None)
+        has_revenue = isinstance(payload, schemas.TrackPayload) and "__revenue" in payload.properties
+        try:
+            authorized, ip = await self._authorize(meta, env, profile_id, has_revenue)
+        except AuthError as e:
+            self.metrics.events_dropped_total.labels(reason="unauthorized").inc()
+            return Reply(401, str(e))
+        project = authorized.project
+        ua = meta.headers.get("user-agent")
+        if not authorized.secret_verified:
+            bot = detect_bot(ua)
+            if bot is not None:
+                return await self._bot(bot.name, bot.type, project.id, payload)
+        if self._duplicate(authorized.client.id, body, ip, meta.headers.get("origin")):
+            self.metrics.events_dropped_total.labels(reason="duplicate").inc()
+            ident = self.pipeline.identity_for(self._request(authorized, ip, meta), {})
+            return _ok(ident)
+        req = self._request(authorized, ip, meta)
+        rows = Rows()
+        try:
+            ident = await self._dispatch(req, payload, rows)
+        except ProfileNotFound:
+            return Reply(404, {"status": 404, "message": "Profile not found"})
+        except NotANumber:
+            return Reply(400, {"status": 400, "message": "Property value is not a number"})
+        dedup_key = None
+        if isinstance(payload, schemas.TrackPayload):
+            event_id = payload.properties.get("__eventId")
+            if isinstance(event_id, str) and 0 < len(event_id) <= 64:
+                dedup_key = f"{project.id}:{event_id}"
+        if rows and not await self.sink.write(rows, dedup_key):
+            self.metrics.events_dropped_total.labels(reason="duplicate").inc()
+            return _ok(ident)
+        for event in rows.events:
+            self.metrics.events_total.labels(project_id=project.id, event_name=event.name).inc()
+        self.metrics.processing_duration.observe(time.perf_counter() - started)
+        return _ok(ident)
+
+    def _request(self, authorized: Authorized, ip: str, meta: RequestMeta) -> RequestInfo:
+        h = meta.headers
+        return RequestInfo(
+            project=authorized.project,
+            ip=ip,
+            user_agent=h.get("user-agent"),
+            headers=h,
+            secret_verified=authorized.secret_verified,
+            sdk_name=h.get("openpanel-sdk-name", "")[:64],
+            sdk_version=h.get("openpanel-sdk-version", "")[:64],
+            received_at=datetime.now(UTC),
+        )
+
+    async def _dispatch(self, req: RequestInfo, payload: schemas.Payload, rows: Rows) -> Identity:
+        p = self.pipeline
+        if isinstance(payload, schemas.TrackPayload):
+            ident = p.track(req, payload, rows)
+            extra = payload.properties.get("__identify")
+            if isinstance(extra, dict) and len(extra) > 1:
+                try:
+                    identify = schemas.parse_envelope({"type": "identify", "payload": extra}).payload
+                except (schemas.ValidationFailed, schemas.Unsupported):
+                    return ident
+                if isinstance(identify, schemas.IdentifyPayload):
+                    await p.identify(req, identify, rows)
+            return ident
+        if isinstance(payload, schemas.IdentifyPayload):
+            return await p.identify(req, payload, rows)
+        if isinstance(payload, schemas.IncrementPayload):
+            return await p.add_to_property(req, payload, rows)
+        if isinstance(payload, schemas.AssignGroupPayload):
+            return await p.assign_group(req, payload, rows)
+        return p.group(req, payload, rows)
+
+    async def _bot(self, name: str, kind: str, project_id: str, payload: schemas.Payload) -> Reply:
+        self.metrics.events_dropped_total.labels(reason="bot").inc()
+        if isinstance(payload, schemas.TrackPayload):
+            path = payload.properties.get("__path", payload.properties.get("path"))
+            if isinstance(path, str) and path:
+                row = BotEventRow(
+                    id=uuid.uuid4(),
+                    project_id=project_id,
+                    name=name,
+                    type=kind,
+                    path=path[:2000],
+                    created_at=datetime.now(UTC),
+                )
+                await self.sink.write(Rows(bots=[row]), None)
+        return Reply(202, {"bot": {"name": name, "type": kind}})
+
+    # ------------------------------------------------------------------------------------------
+    # GET /track/device-id (§1.12)
+
+    async def device_id(self, meta: RequestMeta) -> Reply:
+        h = meta.headers
+        ip = resolve_client_ip(meta.peer, h, self.trusted, secret_authenticated=False)
+        try:
+            authorized = await self.auth.authorize(
+                client_id=h.get("openpanel-client-id") or h.get("mixan-client-id"),
+                client_secret=h.get("openpanel-client-secret") or h.get("mixan-client-secret"),
+                origin=h.get("origin"),
+                ip=ip,
+                profile_id=None,
+                has_revenue=False,
+            )
+        except AuthError as e:
+            return Reply(401, str(e))
+        if not ip:
+            return Reply(400, {"status": 400, "message": "Missing ip address"})
+        ua = h.get("user-agent")
+        if not ua:
+            return Reply(400, {"status": 400, "message": "Missing header: user-agent"})
+        project_id = authorized.project.id
+        now_ms = int(time.time() * 1000)
+        salts = self.pipeline.salts
+        candidates = [("current", identity.device_id(ua, ip, project_id, salts.current))]
+        if salts.previous != salts.current:
+            candidates.append(("previous", identity.device_id(ua, ip, project_id, salts.previous)))
+        for label, device in candidates:
+            session = self.pipeline.tracker.live_session(project_id, device, now_ms)
+            if session is not None:
+                return Reply(
+                    200,
+                    {
+                        "deviceId": device,
+                        "sessionId": session,
+                        "message": f"{label} session exists for this device id",
+                    },
+                )
+        return Reply(
+            200,
+            {
+                "deviceId": candidates[0][1],
+                "sessionId": "",
+                "message": "No session exists for this device id",
+            },
+        )

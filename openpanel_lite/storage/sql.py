@@ -215,9 +215,7 @@ def compile_query(q: Query, dialect: Dialect) -> tuple[str, dict[str, object]]:
     ctes: list[tuple[str, str]] = [("base", _base(q, grain, params))]
     if grain is Grain.EVENTS and any(METRICS[m].needs_sessions for m in q.metrics):
         ctes.append(("session_rollup", _session_rollup(params)))
-    order = [f"m{q.metrics.index(o.metric)} {'DESC' if o.descending else 'ASC'}" for o in q.order] or [
-        "m0 DESC"
-    ]
+    order = _order(q)
     source = "base"
     if q.interval is not None and dims and q.limit is not None:
         # Series of the top N dimension values: rank them over the whole range first.
@@ -238,6 +236,13 @@ def compile_query(q: Query, dialect: Dialect) -> tuple[str, dict[str, object]]:
         select += f"\nORDER BY {', '.join(order + dims)}" + _limit(q, params)
     with_clause = ",\n".join(f"{name} AS (\n{body}\n)" for name, body in ctes)
     return f"-- sql\nWITH {with_clause}\n{select}", params.values
+
+
+def _order(q: Query) -> list[str]:
+    """ORDER BY terms for the metrics; ties are then broken by the dimensions (stable pages)."""
+    if not q.order:
+        return ["m0 DESC"]
+    return [f"m{q.metrics.index(o.metric)} {'DESC' if o.descending else 'ASC'}" for o in q.order]
 
 
 def _limit(q: Query, params: _Params) -> str:
@@ -329,7 +334,10 @@ def _aggregate(
         # Groups whose versions all cancel out (e.g. a session that moved bucket) are not results.
         having = "\nHAVING sum(sign) > 0" if keys else ""
         return [], f"SELECT {key_list}{metrics}\nFROM {source}{group}{having}"
-    aggregates = ", ".join(f"{sql(d)} AS {name}" for name, sql in _EVENT_AGGREGATES)
+    # Only the aggregates the metrics use: exact distinct counts are the expensive part.
+    used = " ".join(METRICS[m].events for m in q.metrics)
+    aggregates = ", ".join(f"{sql(d)} AS {name}" for name, sql in _EVENT_AGGREGATES if name in used)
+    aggregates = aggregates or "count(*) AS e_rows"  # still one row per key for the join below
     ctes = [(f"{prefix}agg_e", f"SELECT {key_list}{aggregates}\nFROM {source}{group}")]
     joined = f"{prefix}agg_e"
     if any(METRICS[m].needs_sessions for m in q.metrics):

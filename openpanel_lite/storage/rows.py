@@ -1,8 +1,6 @@
-"""Rows as the ingest pipeline hands them to the event store: one Struct per table, fields in the
-exact order of storage/columns.py (a test holds them equal), plus the WriteBatch that carries them.
-
-Timestamps are UTC: naive datetimes are taken as UTC, aware ones are converted; stored to the ms.
-"""
+"""Rows as ingest hands them to the event store: one Struct per table, fields in the order of
+storage/columns.py (a test holds them equal), and the WriteBatch that carries them. Timestamps are
+UTC: naive ones are taken as UTC, aware ones converted; the store keeps milliseconds."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
 """Query -> (SQL, named parameters) for any Dialect, from three tables: METRICS, DIMENSIONS and
 FILTER_OPERATORS. Every value is bound as a parameter; identifiers come only from these tables.
-
-Two grains (house-style §5.2, openpanel-facts §3.4):
-- sessions: when every dimension and filter is a session column. Versioned rows are aggregated
-  with sum(sign), so cancelled versions drop out; this is the dashboard overview.
-- events: as soon as a dimension or filter needs an event column (name, path, properties …).
-  Event metrics count the matching events; bounce rate and session duration come from the
-  (collapsed) sessions those events belong to. Filters on session-only columns (entry/exit
-  pages) become a semi-join on the session id.
 """
 
 from __future__ import annotations
@@ -30,6 +22,16 @@ from openpanel_lite.storage.dialects import Dialect, ParamKind
 
 
 class Grain(StrEnum):
+    """The table a query is answered from (openpanel-facts §3.4).
+
+    sessions: when every dimension and filter is a session column, as on the overview. Versioned
+    rows are aggregated with sum(sign), so cancelled versions drop out.
+    events: as soon as a dimension or filter needs an event column (name, path, properties …).
+    Event metrics count the matching events; bounce rate and session duration come from the
+    collapsed sessions those events belong to; filters on session-only columns (entry/exit pages)
+    become a semi-join on the session id.
+    """
+
     SESSIONS = "sessions"
     EVENTS = "events"
 
@@ -189,7 +191,7 @@ class _Params:
 
 
 def choose_grain(q: Query) -> Grain:
-    """Sessions when every dimension and filter exists there, else events (see module doc)."""
+    """Sessions when every dimension and filter exists there, else events (see Grain)."""
     fields = [*q.dimensions, *(f.field for f in q.filters)]
     if all(_column(f, Grain.SESSIONS) is not None for f in fields):
         return Grain.SESSIONS

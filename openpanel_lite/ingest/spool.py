@@ -1,0 +1,502 @@
+"""Durable accept log: every accepted request's rows are committed here (SQLite WAL, group commit)
+before the 202, then handed to the store writer; after a crash the writer replays what the store lacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import apsw
+import msgspec
+
+from openpanel_lite.logs import log
+from openpanel_lite.storage.rows import BotEventRow, EventRow, GroupRow, ProfileRow, SessionRow
+
+GIB = 1 << 30
+DAY_MS = 86_400_000
+_FORMAT_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    -- AUTOINCREMENT: a seq is never reused, even after the top rows are pruned, because the store's
+    -- watermark says "everything up to here is stored" and a reused seq would hide new rows from replay.
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_ms INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+-- Dedup keys outlive their spool rows (pruned seconds after a checkpoint), so they get their own table.
+CREATE TABLE IF NOT EXISTS dedup (
+    key TEXT PRIMARY KEY,
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_expires ON dedup (expires_ms);
+"""
+
+# Inserts a new key, or revives an expired one that was not yet pruned; RETURNING yields a row only then.
+_CLAIM_KEY = """
+INSERT INTO dedup (key, expires_ms) VALUES (:key, :expires_ms)
+ON CONFLICT (key) DO UPDATE SET expires_ms = excluded.expires_ms WHERE dedup.expires_ms <= :now_ms
+RETURNING 1
+"""
+_INSERT = "INSERT INTO spool (created_ms, body) VALUES (:created_ms, :body) RETURNING seq"
+
+
+class SpoolRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """The rows one accepted request produced, already enriched: rows hold no raw IP, so none is spooled."""
+
+    events: tuple[EventRow, ...] = ()
+    profiles: tuple[ProfileRow, ...] = ()
+    sessions: tuple[SessionRow, ...] = ()
+    groups: tuple[GroupRow, ...] = ()
+    bots: tuple[BotEventRow, ...] = ()
+
+    def row_count(self) -> int:
+        return len(self.events) + len(self.profiles) + len(self.sessions) + len(self.groups) + len(self.bots)
+
+
+class SpoolError(Exception):
+    """The spool could not commit or read; the request was not accepted."""
+
+
+class SpoolUnavailable(SpoolError):
+    """Not accepting right now: the route answers 503 with Retry-After."""
+
+    def __init__(self, reason: str, retry_after_s: int) -> None:
+        super().__init__(f"spool unavailable: {reason}")
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class SpoolFull(SpoolUnavailable):
+    """A cap is reached: reason is 'queue', 'rows', 'bytes' or 'disk'."""
+
+
+class SpoolClosed(SpoolUnavailable):
+    """Shutting down (or closed): no new records."""
+
+    def __init__(self) -> None:
+        super().__init__("closed", 5)
+
+
+Listener = Callable[[Sequence[tuple[int, SpoolRecord]]], None]
+Clock = Callable[[], int]
+
+
+def _fetch(conn: apsw.Connection, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    return conn.execute(sql, params or {}).fetchall()
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Item:
+    """One queued append, waiting for the commit thread."""
+
+    __slots__ = ("body", "dedup_key", "expires_ms", "future", "loop", "queued_at", "record")
+
+    def __init__(
+        self,
+        record: SpoolRecord,
+        body: bytes,
+        dedup_key: str | None,
+        expires_ms: int,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[int | None],
+    ) -> None:
+        self.record = record
+        self.body = body
+        self.dedup_key = dedup_key
+        self.expires_ms = expires_ms
+        self.loop = loop
+        self.future = future
+        self.queued_at = time.monotonic()
+
+
+# What the commit thread decided for one item: a seq, None (duplicate) or the error for the whole group.
+_Outcome = int | None | SpoolError
+
+
+class Spool:
+    """The spool file plus its group-commit thread.
+
+    `append` is called on the event loop; the commit thread gathers the queue for at most
+    `commit_window_ms` (or `commit_max_records`), commits one transaction (one fsync with FULL), and
+    then, on the loop and in seq order, passes the new records to the listener before resolving the
+    callers' futures, so the writer sees every committed record exactly once and in order.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        commit_window_ms: float = 5.0,
+        commit_max_records: int = 500,
+        max_queue: int = 10_000,
+        max_rows: int = 2_000_000,
+        max_bytes: int = 2 * GIB,
+        min_free_bytes: int = GIB,
+        min_free_ratio: float = 0.10,
+        dedup_window_ms: int = DAY_MS,
+        clock: Clock = wall_clock_ms,
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be FULL or NORMAL, got {synchronous!r}")
+        self.path = Path(path)
+        self._window_s = max(0.0, commit_window_ms) / 1000
+        self._group_max = max(1, commit_max_records)
+        self._max_queue = max_queue
+        self._max_rows = max_rows
+        self._max_bytes = max_bytes
+        self._min_free_bytes = min_free_bytes
+        self._min_free_ratio = min_free_ratio
+        self._dedup_window_ms = dedup_window_ms
+        self._clock = clock
+        self._encoder = msgspec.msgpack.Encoder(uuid_format="bytes")
+        self._decoder = msgspec.msgpack.Decoder(SpoolRecord)
+
+        if not self.path.exists():
+            # Owner-only, like the metadata DB: the rows carry user data. -wal/-shm inherit the mode.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        self._wconn = self._connect(synchronous)
+        self._rconn = self._connect(synchronous)
+        self._migrate()
+        self._wlock = threading.Lock()  # the write connection: commit thread, prune, maintenance
+        self._rlock = threading.Lock()  # the read connection: replay pages, stats
+        count, total = _fetch(self._wconn, "SELECT count(*), total(length(body)) FROM spool")[0]
+        self._rows = int(count)
+        self._bytes = int(total)
+        self._delivered_upto = self.last_seq()
+
+        self._queue: deque[_Item] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._last_group = 1
+        self._accepting = True
+        self._listener: Listener | None = None
+        self._outstanding: set[asyncio.Future[int | None]] = set()
+        self._disk_checked_at = -1.0
+        self._disk_ok = True
+        self._thread = threading.Thread(target=self._run, name="spool-commit", daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------------------------------------
+    # setup
+
+    def _connect(self, synchronous: str) -> apsw.Connection:
+        try:
+            conn = apsw.Connection(str(self.path))
+        except apsw.Error as e:
+            raise SpoolError(f"cannot open the spool {self.path}: {e}") from None
+        conn.set_busy_timeout(5000)
+        conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
+        conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
+        # Must precede the first table: lets prune hand freed pages back to the file system.
+        conn.pragma("auto_vacuum", "INCREMENTAL")
+        conn.pragma("journal_mode", "wal")
+        # FULL fsyncs the WAL at every commit (survives power loss); NORMAL survives kill -9 only.
+        conn.pragma("synchronous", synchronous)
+        # Keep the -wal file from staying huge after a burst.
+        conn.pragma("journal_size_limit", 64 * 1024 * 1024)
+        conn.pragma("trusted_schema", "OFF")
+        return conn
+
+    def _migrate(self) -> None:
+        version = _fetch(self._wconn, "PRAGMA user_version")[0][0]
+        if version > _FORMAT_VERSION:
+            raise SpoolError(f"the spool {self.path} has format {version}, newer than this version reads")
+        with self._wconn:
+            self._wconn.execute(_SCHEMA)
+            self._wconn.pragma("user_version", _FORMAT_VERSION)
+
+    # ----------------------------------------------------------------------------------------
+    # accepting (event loop side)
+
+    def set_listener(self, listener: Listener | None) -> None:
+        """Called on the loop with each committed group's (seq, record) pairs, in seq order."""
+        self._listener = listener
+
+    @property
+    def delivered_upto(self) -> int:
+        """Every record with a higher seq is still to be passed to the listener (read on the loop)."""
+        return self._delivered_upto
+
+    async def append(
+        self, record: SpoolRecord, dedup_key: str | None = None, *, dedup_window_ms: int | None = None
+    ) -> int | None:
+        """Commit one record durably; its seq, or None when `dedup_key` was seen inside its window.
+
+        Raises SpoolUnavailable (→ 503) when closed or over a cap, SpoolError when the commit failed.
+        """
+        if not self._accepting:
+            raise SpoolClosed()
+        self._check_caps()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int | None] = loop.create_future()
+        window = self._dedup_window_ms if dedup_window_ms is None else dedup_window_ms
+        item = _Item(record, self._encoder.encode(record), dedup_key, window, loop, future)
+        self._outstanding.add(future)
+        future.add_done_callback(self._outstanding.discard)
+        with self._cond:
+            if self._closing:
+                raise SpoolClosed()
+            self._queue.append(item)
+            # Wake the thread when it may be idle (first item) or when a full group is ready.
+            if len(self._queue) == 1 or len(self._queue) >= self._group_max:
+                self._cond.notify()
+        return await future
+
+    def _check_caps(self) -> None:
+        queued = len(self._queue)
+        if queued >= self._max_queue:
+            raise SpoolFull("queue", 1)
+        if self._rows + queued >= self._max_rows:
+            raise SpoolFull("rows", 5)
+        if self._bytes >= self._max_bytes:
+            raise SpoolFull("bytes", 5)
+        if not self._disk_has_room():
+            raise SpoolFull("disk", 30)
+
+    def _disk_has_room(self) -> bool:
+        # statvfs once a second is plenty: the floor is far from the edge by design.
+        now = time.monotonic()
+        if now - self._disk_checked_at >= 1.0:
+            self._disk_checked_at = now
+            usage = shutil.disk_usage(self.path.parent)
+            floor = max(self._min_free_bytes, int(usage.total * self._min_free_ratio))
+            self._disk_ok = usage.free >= floor
+        return self._disk_ok
+
+    def stop_accepting(self) -> None:
+        """Refuse new appends (SpoolClosed); queued ones still commit."""
+        self._accepting = False
+
+    async def drain(self) -> None:
+        """Wait until every append made so far has been committed (or failed) and delivered."""
+        if self._outstanding:
+            await asyncio.wait(set(self._outstanding))
+
+    # ----------------------------------------------------------------------------------------
+    # the commit thread
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return  # closing and drained
+                # Group commit: give later requests up to the window, counted from the oldest one so a
+                # backlog that built up during the last fsync commits at once. A lone writer (last
+                # group of one) does not wait at all: the window would only add latency.
+                deadline = self._queue[0].queued_at + self._window_s
+                while self._last_group > 1 and len(self._queue) < self._group_max and not self._closing:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                take = min(len(self._queue), self._group_max)
+                group = [self._queue.popleft() for _ in range(take)]
+                self._last_group = take
+            self._deliver(group, self._commit(group))
+
+    def _commit(self, group: list[_Item]) -> list[_Outcome]:
+        now = self._clock()
+        outcomes: list[_Outcome] = []
+        conn = self._wconn
+        with self._wlock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                added = 0
+                for item in group:
+                    if item.dedup_key is not None:
+                        claim = {"key": item.dedup_key, "expires_ms": now + item.expires_ms, "now_ms": now}
+                        if not _fetch(conn, _CLAIM_KEY, claim):
+                            outcomes.append(None)
+                            continue
+                    seq = int(_fetch(conn, _INSERT, {"created_ms": now, "body": item.body})[0][0])
+                    outcomes.append(seq)
+                    added += len(item.body)
+                conn.execute("COMMIT")
+            except Exception as e:  # any failure must still answer every waiting request
+                if conn.in_transaction:
+                    # SQLite may have rolled back already (e.g. after SQLITE_FULL).
+                    with contextlib.suppress(apsw.Error):
+                        conn.execute("ROLLBACK")
+                full = isinstance(e, apsw.FullError)
+                error = SpoolFull("disk", 30) if full else SpoolError(str(e))
+                log("spool_commit_failed", logging.ERROR, error=str(e), records=len(group))
+                return [error] * len(group)
+            self._rows += sum(1 for o in outcomes if isinstance(o, int))
+            self._bytes += added
+        return outcomes
+
+    def _deliver(self, group: list[_Item], outcomes: list[_Outcome]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Item, _Outcome]]] = {}
+        for item, outcome in zip(group, outcomes, strict=True):
+            by_loop.setdefault(item.loop, []).append((item, outcome))
+        for loop, pairs in by_loop.items():
+            # A closed loop has nobody waiting any more; the rows are durable anyway.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._complete, pairs)
+
+    def _complete(self, pairs: list[tuple[_Item, _Outcome]]) -> None:
+        # Runs on the loop. The listener goes first so the writer holds a record before its 202 is sent.
+        committed = [(o, item.record) for item, o in pairs if isinstance(o, int)]
+        if committed:
+            self._delivered_upto = max(self._delivered_upto, committed[-1][0])
+            if self._listener is not None:
+                try:
+                    self._listener(committed)
+                except Exception as e:  # the records are durable; a replay after restart still finds them
+                    log("spool_listener_failed", logging.ERROR, error=repr(e))
+        for item, outcome in pairs:
+            if item.future.done():
+                continue  # the caller gave up (cancelled); the record may still be committed
+            if isinstance(outcome, SpoolError):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
+
+    # ----------------------------------------------------------------------------------------
+    # replay and housekeeping (any thread; blocking)
+
+    def pending_after(
+        self, after_seq: int, upto_seq: int | None = None, *, page: int = 500
+    ) -> Iterator[tuple[int, SpoolRecord]]:
+        """Spooled records with after_seq < seq (<= upto_seq), in seq order, read page by page.
+
+        Each page is a separate short read, so a slow consumer never pins an old WAL snapshot.
+        """
+        last = after_seq
+        upto = upto_seq if upto_seq is not None else (1 << 63) - 1
+        while True:
+            with self._rlock:
+                rows = _fetch(
+                    self._rconn,
+                    "SELECT seq, body FROM spool WHERE seq > :after AND seq <= :upto ORDER BY seq LIMIT :n",
+                    {"after": last, "upto": upto, "n": page},
+                )
+            for seq, body in rows:
+                yield int(seq), self._decoder.decode(body)
+            if len(rows) < page:
+                return
+            last = int(rows[-1][0])
+
+    def prune(self, upto_seq: int, *, chunk: int = 5000) -> int:
+        """Delete records with seq <= upto_seq, in short transactions; returns how many went."""
+        removed = 0
+        while True:
+            with self._wlock:
+                first = _fetch(self._wconn, "SELECT min(seq) FROM spool")[0][0]
+                if first is None or first > upto_seq:
+                    break
+                span = {"lo": first, "hi": min(upto_seq, first + chunk - 1)}
+                with self._wconn:
+                    count, total = _fetch(
+                        self._wconn,
+                        "SELECT count(*), total(length(body)) FROM spool WHERE seq BETWEEN :lo AND :hi",
+                        span,
+                    )[0]
+                    self._wconn.execute("DELETE FROM spool WHERE seq BETWEEN :lo AND :hi", span)
+                self._rows -= int(count)
+                self._bytes -= int(total)
+                removed += int(count)
+        if removed:
+            self._shrink()
+        return removed
+
+    def _shrink(self) -> None:
+        # Return free pages once they are a quarter of the file, a few MiB per lock hold.
+        while True:
+            with self._wlock:
+                pages = _fetch(self._wconn, "PRAGMA page_count")[0][0]
+                free = _fetch(self._wconn, "PRAGMA freelist_count")[0][0]
+                if free < 256 or free * 4 < pages:
+                    return
+                self._wconn.execute("PRAGMA incremental_vacuum(2048)").fetchall()
+
+    def prune_dedup(self, *, chunk: int = 5000) -> int:
+        """Forget dedup keys whose window has passed; returns how many."""
+        removed = 0
+        now = self._clock()
+        while True:
+            with self._wlock, self._wconn:
+                self._wconn.execute(
+                    "DELETE FROM dedup WHERE key IN "
+                    "(SELECT key FROM dedup WHERE expires_ms <= :now LIMIT :n)",
+                    {"now": now, "n": chunk},
+                )
+                gone = self._wconn.changes()
+            removed += gone
+            if gone < chunk:
+                return removed
+
+    def last_seq(self) -> int:
+        """The highest seq ever given out (0 for a new spool), pruned or not."""
+        with self._rlock:
+            rows = _fetch(self._rconn, "SELECT seq FROM sqlite_sequence WHERE name = 'spool'")
+        return int(rows[0][0]) if rows else 0
+
+    def ensure_seq_above(self, seq: int) -> bool:
+        """Make the next seq greater than `seq`; True when that moved it.
+
+        Needed when the spool file is newer than the store (deleted or restored from an older backup):
+        new records must not get seqs the store's watermark already claims.
+        """
+        with self._wlock, self._wconn:
+            self._wconn.execute(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT 'spool', :seq "
+                "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'spool')",
+                {"seq": seq},
+            )
+            moved = self._wconn.changes() > 0
+            if not moved:
+                self._wconn.execute(
+                    "UPDATE sqlite_sequence SET seq = :seq WHERE name = 'spool' AND seq < :seq", {"seq": seq}
+                )
+                moved = self._wconn.changes() > 0
+        return moved
+
+    @property
+    def pending_count(self) -> int:
+        """Records held in the file (committed and not yet pruned)."""
+        return self._rows
+
+    @property
+    def queued(self) -> int:
+        """Appends waiting for the commit thread."""
+        return len(self._queue)
+
+    def size(self) -> int:
+        """Bytes on disk: the database file plus its WAL."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                total += os.path.getsize(f"{self.path}{suffix}")
+        return total
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Commit what is queued, stop the thread and close the file."""
+        self._accepting = False
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            return  # a commit is stuck (e.g. a dead disk); leave the connections to the thread
+        with self._wlock, self._rlock:
+            self._rconn.close()
+            self._wconn.close()

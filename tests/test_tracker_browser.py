@@ -1,0 +1,386 @@
+"""Our op1.js and the real @openpanel/web tracker in headless Chromium against the real server.
+
+The page lives on one 127.0.0.1 port (a tiny static server), the API on another, so every request is
+cross-origin with a preflight, as on a real site. Chromium runs from tests/js/browser_visit.mjs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar import Litestar
+
+from openpanel_lite import snippet
+from openpanel_lite.app import create_app
+from openpanel_lite.config import Config, load
+from openpanel_lite.ingest import identity
+from openpanel_lite.ingest.tracker_route import tracker_file, tracker_js
+from openpanel_lite.meta import clients, projects, salts
+from tests import harness
+from tests.conftest import free_port
+from tests.harness import LiveServer
+
+JS_DIR = Path(__file__).parent / "js"
+UPSTREAM_TRACKER = JS_DIR / "node_modules/@openpanel/web/dist/src/tracker.global.js"
+# A desktop Chrome UA: headless Chromium's own says "HeadlessChrome", which is a hard bot.
+USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
+)
+GOOGLE = "https://www.google.com/"
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class StaticSite:
+    """The customer's website: static files on its own 127.0.0.1 port, a different origin from the API."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir()
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+        self.port = self._httpd.server_address[1]
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="static-site", daemon=True)
+        self._thread.start()
+
+    def put(self, name: str, content: str | bytes) -> str:
+        data = content.encode() if isinstance(content, str) else content
+        (self.root / name).write_bytes(data)
+        return f"{self.origin}/{name}"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def _app_with_tracker(cfg: Config, **kw: Any) -> Litestar:
+    """create_app() plus GET /op1.js, until the ingest router lists tracker_js itself."""
+    app = create_app(cfg, **kw)
+    if not any(route.path == "/op1.js" for route in app.routes):
+        app.register(tracker_js)
+    return app
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+    monkeypatch.setattr(harness, "create_app", _app_with_tracker)
+    cfg = load(
+        None,
+        {},
+        {
+            "data.dir": str(tmp_path / "data"),
+            "server.port": free_port(),
+            "geoip.auto_download": False,
+            "storage.duckdb.memory_limit": "256MiB",
+            "storage.duckdb.threads": 1,
+            "ingest.min_free_disk_mb": 0,
+            "ingest.min_free_disk_ratio": 0.0,
+        },
+    )
+    srv = LiveServer(cfg)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[StaticSite]:
+    s = StaticSite(tmp_path / "site")
+    yield s
+    s.close()
+
+
+def make_client(server: LiveServer, site: StaticSite) -> tuple[str, str, str]:
+    """A project whose CORS list holds the static site's host:port; returns (project, client, secret)."""
+    meta = server.runtime.meta
+    project = projects.create_project(meta, "Acme", domain="127.0.0.1", cors=[f"127.0.0.1:{site.port}"])
+    client, secret = clients.create_client(meta, project.id)
+    return project.id, client.id, secret
+
+
+def page_html(
+    server: LiveServer, site: StaticSite, client_id: str, *, tracker_src: str | None = None, prelude: str = ""
+) -> str:
+    """Our snippet, optionally loading another tracker build; `prelude` runs before the stub exists."""
+    code = snippet.tracking_snippet(server.base, client_id)
+    # A call queued before the tracker loads: both trackers must replay it.
+    code = code.replace(
+        "</script>\n<script src=", "window.op('setGlobalProperties',{app:'web-2'});\n</script>\n<script src="
+    )
+    if tracker_src is not None:
+        code = code.replace(f'src="{server.base}/op1.js"', f'src="{tracker_src}"')
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Pricing – Acme</title>
+<script>{prelude}</script>
+{code}
+</head><body>
+<button id="cta" data-track="cta_clicked" data-plan-name="pro" data-position="hero">Start <b>now</b></button>
+<a id="out" href="http://localhost:{site.port}/docs">Read the docs</a>
+<script>
+// Keep the page: the link's click is what we track, not where it goes.
+document.getElementById('out').addEventListener('click', function (e) {{ e.preventDefault(); }});
+</script>
+</body></html>
+"""
+
+
+def visit(tmp_path: Path, url: str, steps: list[dict[str, Any]], referer: str = GOOGLE) -> dict[str, Any]:
+    spec = tmp_path / f"visit-{uuid.uuid4().hex[:8]}.json"
+    spec.write_text(json.dumps({"url": url, "referer": referer, "userAgent": USER_AGENT, "steps": steps}))
+    proc = subprocess.run(
+        ["node", str(JS_DIR / "browser_visit.mjs"), str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=JS_DIR,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout)
+    assert result["pageErrors"] == []
+    return result
+
+
+EVENT_COLUMNS = (
+    "id, name, path, origin, referrer, referrer_name, referrer_type, properties, profile_id, groups, "
+    "browser, os, device, sdk_name, sdk_version, device_id, session_id"
+)
+
+
+def stored_events(server: LiveServer, project_id: str) -> list[dict[str, Any]]:
+    cols = [c.strip() for c in EVENT_COLUMNS.split(",")]
+    rows = server.rows(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE project_id = $p ORDER BY created_at, name",
+        {"p": project_id},
+    )
+    return [dict(zip(cols, r, strict=True)) for r in rows]
+
+
+def sent_bodies(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [json.loads(t["body"]) for t in result["track"]]
+
+
+def device_of(server: LiveServer, project_id: str) -> str:
+    """The cookieless device id the server derives for our browser: its UA and socket peer address."""
+    return identity.device_id(
+        USER_AGENT, "127.0.0.1", project_id, salts.get_salts(server.runtime.meta).current
+    )
+
+
+def without_event_ids(bodies: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Bodies with our tracker's `__eventId` taken out of track payloads, and those ids in order."""
+    ids = []
+    for body in bodies:
+        if body["type"] == "track" and "__eventId" in body["payload"]["properties"]:
+            ids.append(body["payload"]["properties"].pop("__eventId"))
+    return bodies, ids
+
+
+# ---------------------------------------------------------------------------------------------------
+# GET /op1.js
+
+
+def test_op1_js_is_served_cacheable_from_any_origin(server: LiveServer) -> None:
+    source = (Path(__file__).parents[1] / "web/static/tracker/op1.js").read_bytes()
+    reply = server.request("GET", "/op1.js")
+    assert reply.status == 200
+    assert reply.body == source
+    assert source.startswith(b"/*!\n * op1.js v1 ")
+    assert b"Published versions are never edited" in source
+    assert reply.headers["content-type"] == "application/javascript; charset=utf-8"
+    assert reply.headers["cache-control"] == "public, max-age=86400"
+    assert reply.headers["access-control-allow-origin"] == "*"
+    etag = reply.headers["etag"]
+    assert etag == tracker_file().etag
+    assert len(etag) == 34 and etag[0] == etag[-1] == '"'
+
+    again = server.request("GET", "/op1.js", headers={"If-None-Match": f'W/"other", W/{etag}'})
+    assert (again.status, again.body, again.headers["etag"]) == (304, b"", etag)
+    stale = server.request("GET", "/op1.js", headers={"If-None-Match": '"0123"'})
+    assert (stale.status, stale.body) == (200, source)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A visit in Chromium: our op1.js, then the real @openpanel/web tracker, against the same expectations
+
+VISIT = [
+    {"waitTrack": 1},  # the automatic screen_view
+    {"eval": "op.track('signup', {plan: 'pro'})"},
+    {"waitTrack": 2},
+    {"eval": "op('identify', {profileId: 'user_1', email: 'ada@example.com', properties: {tier: 'gold'}})"},
+    {"waitTrack": 3},
+    {"click": "#cta b"},  # inside the data-track button
+    {"waitTrack": 4},
+    {"click": "#out"},
+    {"waitTrack": 5},
+    {"eval": "document.title = 'Intro – Docs'; history.pushState({}, '', '/docs/intro?from=pricing')"},
+    {"waitTrack": 6},
+    {"eval": "history.replaceState({}, '', location.href)"},  # same URL: no screen view
+    {"sleep": 300},
+    {"eval": "[op.getDeviceId(), op.getSessionId()]"},
+]
+
+
+def visit_bodies(page_url: str, site: StaticSite) -> list[dict[str, Any]]:
+    """What both trackers must send for VISIT (our __eventId taken out)."""
+    docs_url = f"{site.origin}/docs/intro?from=pricing"
+    base = {"__referrer": GOOGLE, "app": "web-2"}
+    return [
+        {
+            "type": "track",
+            "payload": {
+                "name": "screen_view",
+                "properties": {**base, "__path": page_url, "__title": "Pricing – Acme"},
+            },
+        },
+        {
+            "type": "track",
+            "payload": {"name": "signup", "properties": {**base, "plan": "pro", "__path": page_url}},
+        },
+        {
+            "type": "identify",
+            "payload": {
+                "profileId": "user_1",
+                "email": "ada@example.com",
+                "properties": {**base, "tier": "gold"},
+            },
+        },
+        {
+            "type": "track",
+            "payload": {
+                "name": "cta_clicked",
+                "profileId": "user_1",
+                "properties": {**base, "planName": "pro", "position": "hero"},
+            },
+        },
+        {
+            "type": "track",
+            "payload": {
+                "name": "link_out",
+                "profileId": "user_1",
+                "properties": {**base, "href": f"http://localhost:{site.port}/docs", "text": "Read the docs"},
+            },
+        },
+        {
+            "type": "track",
+            "payload": {
+                "name": "screen_view",
+                "profileId": "user_1",
+                "properties": {**base, "__path": docs_url, "__title": "Intro – Docs"},
+            },
+        },
+    ]
+
+
+def visit_rows(site: StaticSite, device: str, session: str, sdk_version: str) -> list[dict[str, Any]]:
+    """The events table after VISIT: a session from Google, then each call, enriched by the server."""
+    same = {
+        "referrer": "https://www.google.com",
+        "referrer_name": "Google",
+        "referrer_type": "search",
+        "groups": [],
+        "browser": "Chrome",
+        "os": "Linux",
+        "device": "desktop",
+        "sdk_name": "web",
+        "sdk_version": sdk_version,
+        "device_id": device,
+        "session_id": session,
+    }
+    pricing = {"path": "/pricing.html", "origin": site.origin}
+    landing = {"__query.tab": "yearly", "__hash": "#faq", "app": "web-2"}
+    no_path = {"path": "", "origin": ""}  # click events carry no __path (upstream's base track)
+    return [
+        {"name": "session_start", **pricing, "properties": {**landing, "__title": "Pricing – Acme"}}
+        | {"profile_id": device, **same},
+        {"name": "screen_view", **pricing, "properties": {**landing, "__title": "Pricing – Acme"}}
+        | {"profile_id": device, **same},
+        {"name": "signup", **pricing, "properties": {**landing, "plan": "pro"}, "profile_id": device, **same},
+        {
+            "name": "cta_clicked",
+            **no_path,
+            "properties": {"app": "web-2", "planName": "pro", "position": "hero"},
+        }
+        | {"profile_id": "user_1", **same},
+        {
+            "name": "link_out",
+            **no_path,
+            "properties": {
+                "app": "web-2",
+                "href": f"http://localhost:{site.port}/docs",
+                "text": "Read the docs",
+            },
+            "profile_id": "user_1",
+            **same,
+        },
+        {"name": "screen_view", "path": "/docs/intro", "origin": site.origin}
+        | {"properties": {"__query.from": "pricing", "app": "web-2", "__title": "Intro – Docs"}}
+        | {"profile_id": "user_1", **same},
+    ]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("tracker", ["op1", "upstream"])
+def test_visit_is_stored_from_a_cross_origin_page(
+    tracker: str, server: LiveServer, site: StaticSite, tmp_path: Path
+) -> None:
+    project_id, client_id, _ = make_client(server, site)
+    src = None if tracker == "op1" else site.put("tracker.global.js", UPSTREAM_TRACKER.read_bytes())
+    page_url = (
+        site.put("pricing.html", page_html(server, site, client_id, tracker_src=src)) + "?tab=yearly#faq"
+    )
+
+    result = visit(tmp_path, page_url, VISIT)
+
+    device = device_of(server, project_id)
+    session = result["evals"][-1][1]
+    assert result["evals"][-1] == [device, session]
+    assert len(session) == 22
+    version = "lite-1" if tracker == "op1" else "1.4.1"
+    for sent in result["track"]:
+        assert sent["status"] == 200
+        assert sent["headers"]["content-type"] == "application/json"
+        assert sent["headers"]["openpanel-client-id"] == client_id
+        assert (sent["headers"]["openpanel-sdk-name"], sent["headers"]["openpanel-sdk-version"]) == (
+            "web",
+            version,
+        )
+    bodies, event_ids = without_event_ids(sent_bodies(result))
+    assert bodies == visit_bodies(page_url, site)
+
+    rows = stored_events(server, project_id)
+    assert [{k: v for k, v in row.items() if k != "id"} for row in rows] == visit_rows(
+        site, device, session, version
+    )
+    if tracker == "op1":
+        # Every track carries a fresh random UUID, and the server stores it as the event id.
+        assert len(event_ids) == 5 == len(set(event_ids))
+        assert all(uuid.UUID(e).version == 4 for e in event_ids)
+        assert [str(row["id"]) for row in rows[1:]] == event_ids
+    else:
+        assert event_ids == []
+
+    profile = server.rows(
+        "SELECT id, is_external, email, properties FROM profiles WHERE project_id = $p AND id = 'user_1'",
+        {"p": project_id},
+    )
+    assert profile == [
+        (
+            "user_1",
+            True,
+            "ada@example.com",
+            {"app": "web-2", "tier": "gold", "os": "Linux", "browser": "Chrome"}
+            | {"browser_version": "156.0.0.0", "device": "desktop"},
+        )
+    ]

@@ -384,3 +384,128 @@ def test_visit_is_stored_from_a_cross_origin_page(
             | {"browser_version": "156.0.0.0", "device": "desktop"},
         )
     ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Retries: the same body (and __eventId) is sent again, and the server keeps one row
+
+# Runs before the stub: the page's fetch loses the responses of the 1st and 3rd /track requests after
+# the server has answered them, as a dropped connection would, and logs each call on the page's clock.
+# 50 ms after losing the 3rd, the page is hidden (pagehide), while the tracker waits out its backoff.
+LOSE_RESPONSES = """
+var realFetch = window.fetch.bind(window);
+window.trackCalls = [];
+window.fetch = function (url, init) {
+  var reply = realFetch(url, init);
+  if (!/[/]track$/.test(String(url))) return reply;
+  var call = {at: performance.now()};
+  window.trackCalls.push(call);
+  var n = window.trackCalls.length;
+  return reply.then(function (res) {
+    call.done = performance.now();
+    if (n !== 1 && n !== 3) return res;
+    if (n === 3) setTimeout(function () { window.dispatchEvent(new Event('pagehide')); }, 50);
+    throw new TypeError('Failed to fetch');
+  });
+};
+"""
+
+
+@pytest.mark.browser
+def test_retried_requests_are_stored_once(server: LiveServer, site: StaticSite, tmp_path: Path) -> None:
+    project_id, client_id, _ = make_client(server, site)
+    page_url = site.put("shop.html", page_html(server, site, client_id, prelude=LOSE_RESPONSES))
+
+    result = visit(
+        tmp_path,
+        page_url,
+        [
+            {"waitTrack": 2},  # screen_view, lost; sent again after 500 ms
+            {"eval": "void op.track('signup', {plan: 'pro'})"},  # not awaited: it resolves after the retry
+            {"waitTrack": 4},  # lost again, and sent again when the page is hidden
+            # Revenue needs a client secret: 401, which is final.
+            {"eval": "op.revenue(1999, {currency: 'EUR'})"},
+            {"waitTrack": 5},
+            {"sleep": 700},
+            {"eval": "window.trackCalls"},
+        ],
+    )
+
+    track = result["track"]
+    assert [t["status"] for t in track] == [200, 200, 200, 200, 401]
+    bodies = [t["body"] for t in track]
+    assert bodies[0] == bodies[1]
+    assert bodies[2] == bodies[3]
+    assert bodies[0] != bodies[2]
+    calls = result["evals"][-1]
+    assert len(calls) == 5
+    assert calls[1]["at"] - calls[0]["done"] >= 495  # the first backoff step is 500 ms
+    assert calls[3]["at"] - calls[2]["done"] < 300  # ...cut short by pagehide, 50 ms in
+    view_id = json.loads(bodies[0])["payload"]["properties"]["__eventId"]
+    signup_id = json.loads(bodies[2])["payload"]["properties"]["__eventId"]
+
+    rows = server.rows(
+        "SELECT name, id, path FROM events WHERE project_id = $p ORDER BY created_at, name", {"p": project_id}
+    )
+    assert [(name, path) for name, _, path in rows] == [
+        ("session_start", "/shop.html"),
+        ("screen_view", "/shop.html"),
+        ("signup", "/shop.html"),
+    ]
+    assert [str(event_id) for _, event_id, _ in rows[1:]] == [view_id, signup_id]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The real @openpanel/sdk (node) with a client secret
+
+
+def test_node_sdk_with_secret(server: LiveServer, site: StaticSite) -> None:
+    project_id, client_id, secret = make_client(server, site)
+    proc = subprocess.run(
+        ["node", str(JS_DIR / "node_sdk_calls.mjs"), server.base, client_id, secret],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=JS_DIR,
+    )
+    assert proc.returncode == 0, proc.stderr
+    replies = json.loads(proc.stdout)
+    # Every call got a 200 JSON reply; a server event (node UA) has no device or session.
+    assert replies["track"] == {"deviceId": "", "sessionId": ""}
+    for call in ("identify", "increment", "decrement", "upsertGroup", "setGroup"):
+        assert set(replies[call]) == {"deviceId", "sessionId"}
+
+    events = server.rows(
+        "SELECT name, device_id, session_id, profile_id, groups, properties, sdk_name, sdk_version, device "
+        "FROM events WHERE project_id = $p",
+        {"p": project_id},
+    )
+    assert events == [
+        (
+            "order_placed",
+            "",
+            "",
+            "srv_1",
+            ["org_1"],
+            {"total": "42", "currency": "EUR"},
+            "node",
+            "1.3.1",
+            "server",
+        )
+    ]
+    profiles = server.rows(
+        "SELECT id, is_external, first_name, email, properties, groups FROM profiles "
+        "WHERE project_id = $p ORDER BY last_seen_at",
+        {"p": project_id},
+    )
+    identified = {"plan": "pro", "device": "server"}
+    assert profiles == [
+        ("srv_1", True, "Ada", "ada@example.com", identified | {"logins": "1"}, []),
+        ("srv_1", True, "Ada", "ada@example.com", identified | {"logins": "6"}, []),  # +5
+        ("srv_1", True, "Ada", "ada@example.com", identified | {"logins": "4"}, []),  # -2
+        ("srv_1", True, "Ada", "ada@example.com", identified | {"logins": "4"}, ["org_1"]),  # setGroup
+    ]
+    groups = server.rows(
+        "SELECT id, type, name, properties, deleted FROM groups WHERE project_id = $p", {"p": project_id}
+    )
+    assert groups == [("org_1", "company", "Acme Inc", {"seats": "12"}, 0)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 import threading
 import uuid
@@ -509,3 +510,158 @@ def test_node_sdk_with_secret(server: LiveServer, site: StaticSite) -> None:
         "SELECT id, type, name, properties, deleted FROM groups WHERE project_id = $p", {"p": project_id}
     )
     assert groups == [("org_1", "company", "Acme Inc", {"seats": "12"}, 0)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The rest of op1.js's API in one visit: consent (disabled + ready), filter, groups, profile changes,
+# hash-change screen views, pending revenue, custom screen views, clear()
+
+API_OPTIONS = (
+    ',"disabled":true,"trackHashChanges":true,"filter":function(p){return p.payload.name!=="dropped"}}'
+)
+
+API_TOUR = [
+    {"eval": "window.GROUP_PROPS = {plan: 'team'}; op.track('dropped'); op.track('before_consent', {n: 1})"},
+    {"sleep": 200},
+    {"eval": "op.ready()"},
+    {"waitTrack": 2},
+    {"eval": "op.identify({profileId: 'user_2'})"},  # only the id: no request
+    {"eval": "void op.identify({profileId: 'user_2', firstName: 'Grace'})"},
+    {"waitTrack": 3},
+    {"eval": "void op.setGroup('org_acme')"},
+    {"waitTrack": 4},
+    {"eval": "void op.upsertGroup({id: 'org_acme', type: 'company', name: 'Acme', properties: GROUP_PROPS})"},
+    {"waitTrack": 5},
+    {"eval": "void op.increment({property: 'visits', value: 3})"},
+    {"waitTrack": 6},
+    {"eval": "void op.decrement({property: 'visits'})"},
+    {"waitTrack": 7},
+    {"eval": "location.hash = '#step-2'"},
+    {"waitTrack": 8},
+    {"eval": "history.pushState({}, '', '/not-a-view')"},  # hash mode: history changes are not views
+    {"sleep": 200},
+    {"eval": "op.pendingRevenue(1999, {currency: 'EUR'}); op.pendingRevenue(500)"},
+    {"eval": "JSON.parse(sessionStorage.getItem('openpanel-pending-revenues'))", "as": "pending"},
+    {"eval": "void op.flushRevenue()"},
+    {"waitTrack": 10},
+    {"eval": "sessionStorage.getItem('openpanel-pending-revenues')", "as": "pending_after_flush"},
+    {"eval": "void op.screenView('/custom/path', {section: 'x'})"},
+    {"waitTrack": 11},
+    {"eval": "op.clear(); [op.getDeviceId(), op.getSessionId()]", "as": "ids_after_clear"},
+    {"eval": "void op.track('after_clear')"},
+    {"waitTrack": 12},
+]
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+@pytest.mark.browser
+def test_op1_api_tour(server: LiveServer, site: StaticSite, tmp_path: Path) -> None:
+    project_id, client_id, _ = make_client(server, site)
+    projects.update_project(server.runtime.meta, project_id, allow_unsafe_revenue_tracking=True)
+    html = page_html(server, site, client_id)
+    html = html.replace('"trackAttributes":true}', '"trackAttributes":true' + API_OPTIONS)
+    page_url = site.put("tour.html", html)
+
+    result = visit(tmp_path, page_url, API_TOUR)
+
+    assert result["named"]["pending"] == [
+        {"amount": 1999, "properties": {"currency": "EUR"}},
+        {"amount": 500},
+    ]
+    assert result["named"]["pending_after_flush"] is None  # flushed: the key is gone
+    assert result["named"]["ids_after_clear"] == ["", ""]  # clear() forgets the ids the server sent
+    assert [t["status"] for t in result["track"]] == [200] * 12
+    bodies, event_ids = without_event_ids(sent_bodies(result))
+    assert len(event_ids) == 7
+    # Events held for consent carry the time they happened.
+    held_at = [bodies[i]["payload"]["properties"].pop("__timestamp") for i in (0, 1)]
+    assert all(ISO_MS.match(t) for t in held_at)
+    base = {"__referrer": GOOGLE, "app": "web-2"}
+    later = {"profileId": "user_2", "groups": ["org_acme"]}
+    title = "Pricing – Acme"
+    assert bodies == [
+        {
+            "type": "track",
+            "payload": {"name": "screen_view", "properties": {**base, "__path": page_url, "__title": title}},
+        },
+        {
+            "type": "track",
+            "payload": {"name": "before_consent", "properties": {**base, "__path": page_url, "n": 1}},
+        },
+        {"type": "identify", "payload": {"profileId": "user_2", "firstName": "Grace", "properties": base}},
+        {"type": "assign_group", "payload": {"groupIds": ["org_acme"], "profileId": "user_2"}},
+        {
+            "type": "group",
+            "payload": {"id": "org_acme", "type": "company", "name": "Acme", "properties": {"plan": "team"}},
+        },
+        {"type": "increment", "payload": {"profileId": "user_2", "property": "visits", "value": 3}},
+        {"type": "decrement", "payload": {"profileId": "user_2", "property": "visits"}},
+        {
+            "type": "track",
+            "payload": {"name": "screen_view", **later}
+            | {"properties": {**base, "__path": f"{page_url}#step-2", "__title": title}},
+        },
+        {
+            "type": "track",
+            "payload": {"name": "revenue", **later}
+            | {"properties": {**base, "__path": f"{page_url}#step-2", "currency": "EUR", "__revenue": 1999}},
+        },
+        {
+            "type": "track",
+            "payload": {"name": "revenue", **later}
+            | {"properties": {**base, "__path": f"{page_url}#step-2", "__revenue": 500}},
+        },
+        {
+            "type": "track",
+            "payload": {"name": "screen_view", **later}
+            | {"properties": {**base, "section": "x", "__path": "/custom/path", "__title": title}},
+        },
+        {
+            "type": "track",
+            "payload": {"name": "after_clear", "properties": {**base, "__path": "/custom/path"}},
+        },
+    ]
+
+    device = device_of(server, project_id)
+    rows = server.rows(
+        "SELECT name, profile_id, groups, path, revenue, properties FROM events WHERE project_id = $p "
+        "ORDER BY created_at, name",
+        {"p": project_id},
+    )
+    hashed = {"__hash": "#step-2", "app": "web-2"}
+    assert rows == [
+        ("session_start", device, [], "/tour.html", 0, {"app": "web-2", "__title": title}),
+        ("screen_view", device, [], "/tour.html", 0, {"app": "web-2", "__title": title}),
+        ("before_consent", device, [], "/tour.html", 0, {"app": "web-2", "n": "1"}),
+        ("screen_view", "user_2", ["org_acme"], "/tour.html", 0, {**hashed, "__title": title}),
+        ("revenue", "user_2", ["org_acme"], "/tour.html", 1999, {**hashed, "currency": "EUR"}),
+        ("revenue", "user_2", ["org_acme"], "/tour.html", 500, hashed),
+        (
+            "screen_view",
+            "user_2",
+            ["org_acme"],
+            "/custom/path",
+            0,
+            {"app": "web-2", "section": "x", "__title": title},
+        ),
+        ("after_clear", device, [], "/custom/path", 0, {"app": "web-2"}),
+    ]
+    # The held events keep their client time (§1.9), not the time ready() sent them.
+    held_rows = server.rows(
+        "SELECT created_at FROM events WHERE project_id = $p AND name IN ('screen_view', 'before_consent') "
+        "ORDER BY created_at LIMIT 2",
+        {"p": project_id},
+    )
+    assert [r[0].isoformat(timespec="milliseconds") + "Z" for r in held_rows] == held_at
+
+    profile = server.rows(
+        "SELECT is_external, first_name, properties, groups FROM profiles "
+        "WHERE project_id = $p AND id = 'user_2' ORDER BY last_seen_at DESC LIMIT 1",
+        {"p": project_id},
+    )
+    ua = {"os": "Linux", "browser": "Chrome", "browser_version": "156.0.0.0", "device": "desktop"}
+    assert profile == [(True, "Grace", {"app": "web-2", **ua, "visits": "2"}, ["org_acme"])]
+    groups = server.rows(
+        "SELECT id, type, name, properties FROM groups WHERE project_id = $p", {"p": project_id}
+    )
+    assert groups == [("org_acme", "company", "Acme", {"plan": "team"})]

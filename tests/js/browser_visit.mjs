@@ -3,11 +3,12 @@
 //   node browser_visit.mjs spec.json
 //
 // spec: {url, referer?, userAgent, steps: [...]}; each step is one of
-//   {"eval": "js expression"}   run in the page (a returned promise is awaited); result kept in `evals`
+//   {"eval": "js expression"}   run in the page (a returned promise is awaited); result kept in `evals`,
+//                               and in `named[as]` when the step has "as"
 //   {"click": "css selector"}
 //   {"waitTrack": n}            until n POST /track requests have finished or failed (10 s at most)
 //   {"sleep": ms}
-// output: {track: [{body, headers, status, error, sentAt, doneAt}], evals: [...], pageErrors: [...]}
+// output: {track: [{body, headers, status, error, sentAt, doneAt}], evals: [...], named: {}, pageErrors: [...]}
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +16,7 @@ import { chromium } from 'playwright-core';
 
 const spec = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const profileDir = mkdtempSync(join(tmpdir(), 'op-chromium-'));
-const out = { track: [], evals: [], pageErrors: [] };
+const out = { track: [], evals: [], named: {}, pageErrors: [] };
 
 const context = await chromium.launchPersistentContext(profileDir, {
   executablePath: '/usr/bin/chromium',
@@ -59,7 +60,9 @@ try {
   await page.goto(spec.url, { referer: spec.referer, waitUntil: 'load' });
   for (const step of spec.steps) {
     if ('eval' in step) {
-      out.evals.push(await page.evaluate(step.eval));
+      const value = await page.evaluate(step.eval);
+      out.evals.push(value);
+      if (step.as) out.named[step.as] = value;
     } else if ('click' in step) {
       await page.click(step.click);
     } else if ('sleep' in step) {

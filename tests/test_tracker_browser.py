@@ -229,6 +229,8 @@ VISIT = [
     {"waitTrack": 6},
     {"eval": "history.replaceState({}, '', location.href)"},  # same URL: no screen view
     {"sleep": 300},
+    {"eval": "history.back()"},  # popstate
+    {"waitTrack": 7},
     {"eval": "[op.getDeviceId(), op.getSessionId()]"},
 ]
 
@@ -281,6 +283,14 @@ def visit_bodies(page_url: str, site: StaticSite) -> list[dict[str, Any]]:
                 "properties": {**base, "__path": docs_url, "__title": "Intro – Docs"},
             },
         },
+        {
+            "type": "track",
+            "payload": {
+                "name": "screen_view",
+                "profileId": "user_1",
+                "properties": {**base, "__path": page_url, "__title": "Intro – Docs"},
+            },
+        },
     ]
 
 
@@ -328,6 +338,8 @@ def visit_rows(site: StaticSite, device: str, session: str, sdk_version: str) ->
         {"name": "screen_view", "path": "/docs/intro", "origin": site.origin}
         | {"properties": {"__query.from": "pricing", "app": "web-2", "__title": "Intro – Docs"}}
         | {"profile_id": "user_1", **same},
+        {"name": "screen_view", **pricing, "properties": {**landing, "__title": "Intro – Docs"}}
+        | {"profile_id": "user_1", **same},
     ]
 
 
@@ -366,7 +378,7 @@ def test_visit_is_stored_from_a_cross_origin_page(
     )
     if tracker == "op1":
         # Every track carries a fresh random UUID, and the server stores it as the event id.
-        assert len(event_ids) == 5 == len(set(event_ids))
+        assert len(event_ids) == 6 == len(set(event_ids))
         assert all(uuid.UUID(e).version == 4 for e in event_ids)
         assert [str(row["id"]) for row in rows[1:]] == event_ids
     else:

@@ -7,6 +7,7 @@ cross-origin with a preflight, as on a real site. Chromium runs from tests/js/br
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 import subprocess
@@ -190,6 +191,16 @@ def without_event_ids(bodies: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
 
 # ---------------------------------------------------------------------------------------------------
 # GET /op1.js
+
+# Pages pin /op1.js, so its behaviour must never change under them: a change ships as op2.js.
+OP1_SHA256 = "436c768e29b08f106581192c0d423668c7c66901c9eb62a4a78f34e2df824ec0"
+
+
+def test_op1_js_is_frozen() -> None:
+    source = (Path(__file__).parents[1] / "web/static/tracker/op1.js").read_bytes()
+    assert hashlib.sha256(source).hexdigest() == OP1_SHA256, (
+        "op1.js is published and never edited: put the change in web/static/tracker/op2.js"
+    )
 
 
 def test_op1_js_is_served_cacheable_from_any_origin(server: LiveServer) -> None:

@@ -6,14 +6,16 @@ from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
-from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 from openpanel_lite import __version__, logs, ops, paths
 from openpanel_lite.config import Config
+from openpanel_lite.ingest import routes as ingest_routes
 from openpanel_lite.meta.db import MetaDB
 from openpanel_lite.runtime import Runtime
 from openpanel_lite.storage import EventStore
@@ -35,11 +37,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
-        runtime.start()
+        await runtime.start_serving()
         logs.log("app_started", data_dir=str(cfg.data_dir), backend=cfg.storage.backend)
         try:
             yield
         finally:
+            await runtime.stop_serving()
             runtime.close()
             logs.log("app_stopped")
 
@@ -47,12 +50,16 @@ def create_app(
     return Litestar(
         route_handlers=[
             ops.router,
+            ingest_routes.router,
             create_static_files_router(path="/static", directories=[web / "static"], include_in_schema=False),
         ],
-        dependencies={"runtime": Provide(lambda: runtime, use_cache=True, sync_to_thread=False)},
+        dependencies={
+            "runtime": Provide(lambda: runtime, use_cache=True, sync_to_thread=False),
+            "ingest": Provide(lambda: runtime.ingest.service, sync_to_thread=False),
+        },
         lifespan=[lifespan],
         template_config=TemplateConfig(directory=web / "templates", engine=JinjaTemplateEngine),
         openapi_config=OpenAPIConfig(title="openpanel-lite", version=__version__, path="/schema"),
-        state={"runtime": runtime},
+        state=State({"runtime": runtime}),
         logging_config=None,
     )

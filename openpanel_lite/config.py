@@ -33,7 +33,7 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     pass
 
 
-class ServerConfig(_Section):
+class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 3000
     # Public base URL used in snippets and links; empty means http://host:port.
@@ -45,11 +45,11 @@ class ServerConfig(_Section):
     shutdown_timeout_s: float = 8.0
 
 
-class DataConfig(_Section):
+class DataConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     dir: str = "./data"
 
 
-class DuckDBConfig(_Section):
+class DuckDBConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # DuckDB buffer-manager limit, e.g. "512MiB"; empty means 25% of RAM, at most 1 GiB.
     memory_limit: str = ""
     # Worker threads for queries; 0 means the number of CPUs.
@@ -58,7 +58,7 @@ class DuckDBConfig(_Section):
     checkpoint_threshold: str = "16MiB"
 
 
-class ClickHouseConfig(_Section):
+class ClickHouseConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     url: str = ""
     user: str = "default"
     password: str = ""
@@ -68,26 +68,33 @@ class ClickHouseConfig(_Section):
     cluster: str = ""
 
 
-class StorageConfig(_Section):
+class StorageConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     backend: Literal["duckdb", "clickhouse"] = "duckdb"
     duckdb: DuckDBConfig = msgspec.field(default_factory=DuckDBConfig)
     clickhouse: ClickHouseConfig = msgspec.field(default_factory=ClickHouseConfig)
 
 
-class MetaConfig(_Section):
+class MetaConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     busy_timeout_ms: int = 5000
 
 
-class IngestConfig(_Section):
+class IngestConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # The buffered writer flushes every flush_interval_ms or at flush_max_events, whichever first.
     flush_interval_ms: int = 1000
     flush_max_events: int = 5000
     # Events waiting in memory before /track answers 503.
     queue_max_events: int = 100000
     session_timeout_ms: int = 1800000
+    # Spool fsync policy: FULL survives power loss; NORMAL survives process crashes only.
+    spool_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # Spool size above which /track answers 503 (the store is not keeping up).
+    spool_max_mb: int = 2048
+    # Free disk below max(min_free_disk_mb, min_free_disk_ratio of the disk) → 503 before the disk fills.
+    min_free_disk_mb: int = 1024
+    min_free_disk_ratio: float = 0.10
 
 
-class GeoIPConfig(_Section):
+class GeoIPConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # A GeoLite2-City / DB-IP city .mmdb file or a folder of them; empty uses DB-IP Lite in <data dir>/geoip.
     path: str = ""
     cache_size: int = 10000
@@ -95,7 +102,7 @@ class GeoIPConfig(_Section):
     auto_download: bool = True
 
 
-class AuthConfig(_Section):
+class AuthConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # Key for signing CSRF tokens; empty means one is generated into the data dir.
     secret_key: str = ""
     secret_key_file: str = ""
@@ -103,7 +110,7 @@ class AuthConfig(_Section):
     session_ttl_hours: int = 720
 
 
-class Config(_Section):
+class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     data: DataConfig = msgspec.field(default_factory=DataConfig)
     storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
@@ -307,9 +314,14 @@ def validate(cfg: Config) -> None:
         ("flush_max_events", ing.flush_max_events),
         ("queue_max_events", ing.queue_max_events),
         ("session_timeout_ms", ing.session_timeout_ms),
+        ("spool_max_mb", ing.spool_max_mb),
     ):
         if value <= 0:
             raise ConfigError(f"ingest.{key}: must be positive, got {value}")
+    if ing.min_free_disk_mb < 0:
+        raise ConfigError("ingest.min_free_disk_mb: must be >= 0")
+    if not 0 <= ing.min_free_disk_ratio < 1:
+        raise ConfigError(f"ingest.min_free_disk_ratio: must be in [0, 1), got {ing.min_free_disk_ratio}")
     if cfg.geoip.cache_size < 0:
         raise ConfigError("geoip.cache_size: must be >= 0")
     if cfg.auth.session_ttl_hours <= 0:

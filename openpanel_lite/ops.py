@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from litestar import Request, Response, Router, get
+from litestar import Response, Router, get
+from litestar.di import NamedDependency
 from litestar.response import Template
 
 from openpanel_lite import __version__
@@ -11,19 +12,19 @@ from openpanel_lite.runtime import Health, Runtime
 
 
 @get("/healthz", sync_to_thread=True, summary="Health of the metadata DB, event store and queues")
-def healthz(runtime: Runtime) -> Response[Health]:
+def healthz(runtime: NamedDependency[Runtime]) -> Response[Health]:
     """200 when every part works; 503 naming the failed parts."""
     health = runtime.health()
     return Response(health, status_code=200 if health.status == "ok" else 503)
 
 
 @get("/metrics", sync_to_thread=False, include_in_schema=False)
-def metrics(runtime: Runtime) -> Response[bytes]:
+def metrics(runtime: NamedDependency[Runtime]) -> Response[bytes]:
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
 
 
 @get("/", sync_to_thread=False, include_in_schema=False)
-def index(request: Request[object, object, object], runtime: Runtime) -> Template:
+def index(runtime: NamedDependency[Runtime]) -> Template:
     return Template(
         template_name="index.html",
         context={"version": __version__, "base_url": runtime.cfg.base_url},

@@ -13,6 +13,7 @@ import msgspec
 
 from openpanel_lite import logs, paths
 from openpanel_lite.config import Config
+from openpanel_lite.ingest.setup import IngestRuntime
 from openpanel_lite.meta.db import MetaDB
 from openpanel_lite.metrics import Metrics
 from openpanel_lite.storage import EventStore, open_store
@@ -70,6 +71,8 @@ class Runtime:
         self._meta = meta
         self._store = store
         self.metrics = metrics or Metrics()
+        self._ingest: IngestRuntime | None = None
+        self._serving = False
 
     @property
     def meta(self) -> MetaDB:
@@ -82,6 +85,12 @@ class Runtime:
         if self._store is None:
             raise RuntimeError("runtime not started")
         return self._store
+
+    @property
+    def ingest(self) -> IngestRuntime:
+        if self._ingest is None:
+            raise RuntimeError("runtime not started")
+        return self._ingest
 
     def start(self) -> None:
         """Open (and migrate) what was not injected; raise StartupError with a one-line reason."""
@@ -102,6 +111,25 @@ class Runtime:
                 self._store.migrate()
             except Exception as e:
                 raise StartupError(f"event store: {e}") from e
+        if self._ingest is None:
+            try:
+                self._ingest = IngestRuntime(self.cfg, self.meta, self.store, self.metrics)
+            except Exception as e:
+                raise StartupError(f"ingest spool: {e}") from e
+
+    async def start_serving(self) -> None:
+        """The async half of startup (spool replay, background jobs); needs the event loop."""
+        self.start()
+        if not self._serving:
+            await self.ingest.start()
+            self._serving = True
+
+    async def stop_serving(self) -> None:
+        """Drain ingest into the store within server.shutdown_timeout_s; the rest stays spooled."""
+        if self._serving and self._ingest is not None:
+            self._serving = False
+            await self._ingest.stop(self.cfg.server.shutdown_timeout_s)
+        self._ingest = None
 
     def close(self) -> None:
         if self._store is not None and self._own_store:

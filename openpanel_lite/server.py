@@ -85,7 +85,7 @@ async def _serve(cfg: Config, runtime: Runtime) -> int:
             return
         stopping = True
         logs.log("server_stopping", signal=signal.Signals(signum).name)
-        server.stop()
+        server.stop()  # type: ignore[no-untyped-call]
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop, signum)

@@ -23,7 +23,12 @@ def config(data_dir: Path) -> Config:
     return load(
         None,
         {},
-        {"data.dir": str(data_dir), "storage.duckdb.memory_limit": "256MiB", "storage.duckdb.threads": 1},
+        {
+            "data.dir": str(data_dir),
+            "storage.duckdb.memory_limit": "256MiB",
+            "storage.duckdb.threads": 1,
+            "geoip.auto_download": False,
+        },
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -20,12 +21,15 @@ from tests.conftest import free_port
 
 
 def start(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+    # No GeoIP download from the npm registry during tests.
+    env = {**os.environ, "OPENPANEL_GEOIP__AUTO_DOWNLOAD": "false"}
     return subprocess.Popen(
         [sys.executable, "-m", "openpanel_lite", "serve", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=cwd,
+        env=env,
     )
 
 
@@ -73,7 +77,8 @@ def test_serve_health_metrics_and_sigterm(server: tuple[subprocess.Popen[str], s
     assert health["status"] == "ok"
     assert health["meta"] == {"ok": True, "error": None}
     assert health["store"] == {"ok": True, "error": None}
-    assert isinstance(health["queues"], dict) and health["failed"] == []
+    assert health["queues"] == {"store_writer": {"size": 0}, "spool_pending": {"size": 0}}
+    assert health["failed"] == []
 
     status, ctype, text = get(f"{base}/metrics")
     assert status == 200 and ctype.startswith("text/plain")

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post, route
+from litestar.di import NamedDependency
 from litestar.enums import HttpMethod
 
 from openpanel_lite.ingest.service import MAX_BODY_BYTES, IngestService, Reply, RequestMeta
@@ -39,7 +40,7 @@ def _respond(reply: Reply) -> Response[Any]:
 
 
 @post("/track", request_max_body_size=MAX_BODY_BYTES, summary="OpenPanel-compatible ingest")
-async def track(request: Request[Any, Any, Any], ingest: IngestService) -> Response[Any]:
+async def track(request: Request[Any, Any, Any], ingest: NamedDependency[IngestService]) -> Response[Any]:
     body = await request.body()
     return _respond(await ingest.track(body, _meta(request)))
 
@@ -64,8 +65,9 @@ async def track_preflight(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @get("/track/device-id", summary="Device and live session id for the caller")
-async def device_id(request: Request[Any, Any, Any], ingest: IngestService) -> Response[Any]:
+async def device_id(request: Request[Any, Any, Any], ingest: NamedDependency[IngestService]) -> Response[Any]:
     return _respond(await ingest.device_id(_meta(request)))
 
 
-router = Router(path="/", route_handlers=[track, track_preflight, device_id])
+# The preflight handler is listed first: Litestar adds its own OPTIONS handler to a path that has none yet.
+router = Router(path="/", route_handlers=[track_preflight, track, device_id])

@@ -19,6 +19,7 @@ from openpanel_lite.ingest.bots import detect_bot
 from openpanel_lite.ingest.client_ip import TrustedProxies, resolve_client_ip
 from openpanel_lite.ingest.pipeline import Identity, Pipeline, RequestInfo, Rows
 from openpanel_lite.ingest.profiles import NotANumber, ProfileNotFound
+from openpanel_lite.ingest.spool import SpoolUnavailable
 from openpanel_lite.metrics import Metrics
 from openpanel_lite.storage.rows import BotEventRow
 
@@ -58,6 +59,14 @@ class RequestMeta(msgspec.Struct, frozen=True):
 
 def _error(status: int, message: str, error: str = "Error") -> Reply:
     return Reply(status, {"status": status, "error": error, "message": message})
+
+
+def _unavailable(retry_after_s: int) -> Reply:
+    return Reply(
+        503,
+        {"status": 503, "error": "Service Unavailable", "message": "Ingest is overloaded; retry later"},
+        {"retry-after": str(retry_after_s)},
+    )
 
 
 def _ok(ident: Identity) -> Reply:
@@ -121,11 +130,7 @@ class IngestService:
     async def track(self, body: bytes, meta: RequestMeta) -> Reply:
         started = time.perf_counter()
         if not self.sink.accepting():
-            return Reply(
-                503,
-                {"status": 503, "error": "Service Unavailable", "message": "Ingest is overloaded"},
-                {"retry-after": str(RETRY_AFTER_S)},
-            )
+            return _unavailable(RETRY_AFTER_S)
         try:
             decoded = msgspec.json.decode(body)
         except (msgspec.DecodeError, RecursionError):
@@ -169,7 +174,12 @@ class IngestService:
             event_id = payload.properties.get("__eventId")
             if isinstance(event_id, str) and 0 < len(event_id) <= 64:
                 dedup_key = f"{project.id}:{event_id}"
-        if rows and not await self.sink.write(rows, dedup_key):
+        try:
+            accepted = not rows or await self.sink.write(rows, dedup_key)
+        except SpoolUnavailable as e:
+            self.metrics.events_dropped_total.labels(reason="overloaded").inc()
+            return _unavailable(e.retry_after_s)
+        if not accepted:
             self.metrics.events_dropped_total.labels(reason="duplicate").inc()
             return _ok(ident)
         for event in rows.events:

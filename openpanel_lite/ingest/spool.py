@@ -40,6 +40,13 @@ CREATE TABLE IF NOT EXISTS dedup (
     expires_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dedup_expires ON dedup (expires_ms);
+-- Records that could not be decoded, kept for a person to look at; never replayed automatically.
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY,
+    created_ms INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    error TEXT NOT NULL
+);
 """
 
 # Inserts a new key, or revives an expired one that was not yet pruned; RETURNING yields a row only then.
@@ -244,15 +251,15 @@ class Spool:
             raise SpoolClosed()
         self._check_caps()
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[int | None] = loop.create_future()
+        body = self._encoder.encode(record)
         window = self._dedup_window_ms if dedup_window_ms is None else dedup_window_ms
-        item = _Item(record, self._encoder.encode(record), dedup_key, window, loop, future)
-        self._outstanding.add(future)
-        future.add_done_callback(self._outstanding.discard)
         with self._cond:
             if self._closing:
                 raise SpoolClosed()
-            self._queue.append(item)
+            future: asyncio.Future[int | None] = loop.create_future()
+            self._queue.append(_Item(record, body, dedup_key, window, loop, future))
+            self._outstanding.add(future)
+            future.add_done_callback(self._outstanding.discard)
             # Wake the thread when it may be idle (first item) or when a full group is ready.
             if len(self._queue) == 1 or len(self._queue) >= self._group_max:
                 self._cond.notify()
@@ -268,6 +275,19 @@ class Spool:
             raise SpoolFull("bytes", 5)
         if not self._disk_has_room():
             raise SpoolFull("disk", 30)
+
+    def admission(self) -> SpoolUnavailable | None:
+        """Why an append would be refused right now (closed, over a cap, disk low), else None.
+
+        Lets the route shed load before it reads or parses a request body.
+        """
+        if not self._accepting:
+            return SpoolClosed()
+        try:
+            self._check_caps()
+        except SpoolUnavailable as e:
+            return e
+        return None
 
     def _disk_has_room(self) -> bool:
         # statvfs once a second is plenty: the floor is far from the edge by design.
@@ -390,7 +410,12 @@ class Spool:
                     {"after": last, "upto": upto, "n": page},
                 )
             for seq, body in rows:
-                yield int(seq), self._decoder.decode(body)
+                try:
+                    decoded = self._decoder.decode(body)
+                except msgspec.DecodeError as e:
+                    self._dead_letter(int(seq), str(e))
+                    continue
+                yield int(seq), decoded
             if len(rows) < page:
                 return
             last = int(rows[-1][0])
@@ -459,7 +484,7 @@ class Spool:
         with self._wlock, self._wconn:
             self._wconn.execute(
                 "INSERT INTO sqlite_sequence (name, seq) SELECT 'spool', :seq "
-                "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'spool')",
+                "WHERE :seq > 0 AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'spool')",
                 {"seq": seq},
             )
             moved = self._wconn.changes() > 0
@@ -470,12 +495,26 @@ class Spool:
                 moved = self._wconn.changes() > 0
         return moved
 
-    @property
+    def _dead_letter(self, seq: int, error: str) -> None:
+        # An unreadable record (corruption, or written by a newer version) cannot reach the store;
+        # set it aside, kept byte for byte, instead of blocking every record behind it.
+        with self._wlock, self._wconn:
+            self._wconn.execute(
+                "INSERT OR IGNORE INTO dead_letters (seq, created_ms, body, error) "
+                "SELECT seq, created_ms, body, :error FROM spool WHERE seq = :seq",
+                {"seq": seq, "error": error},
+            )
+        log("spool_record_unreadable", logging.ERROR, seq=seq, error=error)
+
+    def dead_letter_count(self) -> int:
+        """Records set aside because they could not be decoded."""
+        with self._rlock:
+            return int(_fetch(self._rconn, "SELECT count(*) FROM dead_letters")[0][0])
+
     def pending_count(self) -> int:
         """Records held in the file (committed and not yet pruned)."""
         return self._rows
 
-    @property
     def queued(self) -> int:
         """Appends waiting for the commit thread."""
         return len(self._queue)

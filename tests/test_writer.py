@@ -244,6 +244,26 @@ def test_sessions_net_inside_a_batch_but_not_across_batches(data: Path) -> None:
         store.close()
 
 
+def test_idle_writer_does_not_spin_after_catching_up(data: Path) -> None:
+    # Replay that ends exactly on a full batch once left the loop thinking more was waiting.
+    store, spool = open_store(data), open_spool(data)
+
+    async def main() -> float:
+        await accept(spool, 1, 2, 3, 4, 5)
+        writer = StoreWriter(spool, store, flush_max_events=5)
+        await writer.start()
+        assert store.watermark() == 5
+        began = time.process_time()
+        await asyncio.sleep(0.3)
+        used = time.process_time() - began
+        assert await writer.stop(5.0)
+        return used
+
+    assert asyncio.run(main()) < 0.1
+    spool.close()
+    store.close()
+
+
 def test_fault_hook_sees_every_step_in_order(data: Path) -> None:
     steps: list[str] = []
     store, spool = open_store(data), open_spool(data)

@@ -273,6 +273,7 @@ class StoreWriter:
         # record up to delivered_upto is now taken, and every later one will be handed over.
         if self._taken_upto >= self._spool.delivered_upto:
             self._live = True
+            self._backlog = False
 
     def _read_back(self, after: int, room: int) -> list[tuple[int, SpoolRecord]]:
         out: list[tuple[int, SpoolRecord]] = []
@@ -407,7 +408,7 @@ class StoreWriter:
     def _due_in(self) -> float:
         """Seconds until the next batch is due (0: now; inf: when a record arrives)."""
         now = time.monotonic()
-        if self._draining or self._backlog or self._pending_weight >= self._flush_max:
+        if self._draining or self._pending_weight >= self._flush_max or (self._backlog and not self._live):
             return 0.0
         if self._pending:
             return max(0.0, self._pending[0].arrived + self._interval - now)

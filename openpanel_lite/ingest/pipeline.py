@@ -15,6 +15,7 @@ import msgspec
 
 from openpanel_lite.ingest import identity, properties, urls
 from openpanel_lite.ingest.bots import bot_properties, soft_bot_reasons
+from openpanel_lite.ingest.event_filters import should_drop
 from openpanel_lite.ingest.geo import UNKNOWN_GEO, GeoInfo, GeoLookup
 from openpanel_lite.ingest.profiles import ProfileBook, geo_ua_properties
 from openpanel_lite.ingest.referrer import resolve_referrer
@@ -177,6 +178,8 @@ class Pipeline:
             brand=ua_info.brand,
             model=ua_info.model,
         )
+        if should_drop(req.project, payload.name, stored):
+            return Identity(device, self.tracker.session_id_for(req.project.id, device, _ms(at)))
         wall_ms = _ms(req.received_at)
         if backdated:
             event = msgspec.structs.replace(event, device_id="", session_id="")

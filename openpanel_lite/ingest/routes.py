@@ -12,8 +12,9 @@ import msgspec
 from litestar import Request, Response, Router, get, post, route
 from litestar.di import NamedDependency
 from litestar.enums import HttpMethod
+from litestar.handlers import HTTPRouteHandler
 
-from openpanel_lite.ingest.service import MAX_BODY_BYTES, IngestService, Reply, RequestMeta
+from openpanel_lite.ingest.service import MAX_BODY_BYTES, IngestService, LegacyKind, Reply, RequestMeta
 
 _CORS = {"access-control-allow-origin": "*", "vary": "Origin"}
 
@@ -70,4 +71,31 @@ async def device_id(request: Request[Any, Any, Any], ingest: NamedDependency[Ing
 
 
 # The preflight handler is listed first: Litestar adds its own OPTIONS handler to a path that has none yet.
-router = Router(path="/", route_handlers=[track_preflight, track, device_id])
+def _legacy(path: str, kind: LegacyKind) -> HTTPRouteHandler:
+    async def handler(
+        request: Request[Any, Any, Any], ingest: NamedDependency[IngestService]
+    ) -> Response[Any]:
+        body = await request.body()
+        return _respond(await ingest.legacy(kind, body, _meta(request)))
+
+    handler.__name__ = f"legacy_{kind}"
+    return post(path, request_max_body_size=MAX_BODY_BYTES, summary=f"Deprecated v0 {kind} endpoint")(handler)
+
+
+legacy_event = _legacy("/event", "event")
+legacy_profile = _legacy("/profile", "profile")
+legacy_increment = _legacy("/profile/increment", "increment")
+legacy_decrement = _legacy("/profile/decrement", "decrement")
+
+router = Router(
+    path="/",
+    route_handlers=[
+        track_preflight,
+        track,
+        device_id,
+        legacy_event,
+        legacy_profile,
+        legacy_increment,
+        legacy_decrement,
+    ],
+)

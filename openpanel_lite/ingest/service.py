@@ -9,10 +9,11 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
+from openpanel_lite.bus import EventBus
 from openpanel_lite.ingest import identity, schemas
 from openpanel_lite.ingest.auth import AuthError, Authorized, IngestAuth
 from openpanel_lite.ingest.bots import detect_bot
@@ -28,6 +29,7 @@ MAX_BODY_BYTES = 64 * 1024
 # Identical payloads from one ip+origin within this window are one event (upstream's 100 ms lock).
 DEDUP_WINDOW_S = 0.1
 RETRY_AFTER_S = 2
+LegacyKind = Literal["event", "profile", "increment", "decrement"]
 
 
 class Reply(msgspec.Struct, frozen=True):
@@ -82,7 +84,9 @@ class IngestService:
         sink: Sink,
         metrics: Metrics,
         trusted_proxies: TrustedProxies,
+        bus: EventBus,
     ) -> None:
+        self.bus = bus
         self.auth = auth
         self.pipeline = pipeline
         self.sink = sink
@@ -128,7 +132,7 @@ class IngestService:
         return authorized, ip
 
     async def track(self, body: bytes, meta: RequestMeta) -> Reply:
-        started = time.perf_counter()
+        """POST /track."""
         if not self.sink.accepting():
             return _unavailable(RETRY_AFTER_S)
         try:
@@ -137,6 +141,52 @@ class IngestService:
             return _error(
                 400, "Body is not valid JSON but content-type is set to 'application/json'", "FastifyError"
             )
+        return await self._process(decoded, body, meta)
+
+    async def legacy(self, kind: LegacyKind, body: bytes, meta: RequestMeta) -> Reply:
+        """The deprecated v0 endpoints (§1.11): same pipeline, text replies with status 202."""
+        if not self.sink.accepting():
+            return _unavailable(RETRY_AFTER_S)
+        try:
+            decoded = msgspec.json.decode(body)
+        except (msgspec.DecodeError, RecursionError):
+            return Reply(400, "Body is not valid JSON")
+        if not isinstance(decoded, dict):
+            return Reply(400, "Body must be a JSON object")
+        d: dict[str, Any] = decoded
+        envelope: dict[str, Any]
+        if kind == "event":
+            payload = {
+                "name": d.get("name"),
+                "properties": d.get("properties"),
+                "profileId": d.get("profileId"),
+            }
+            envelope = {"type": "track", "payload": {k: v for k, v in payload.items() if v is not None}}
+        elif kind == "profile":
+            envelope = {"type": "identify", "payload": d}
+        else:
+            payload = {
+                "profileId": d.get("profileId"),
+                "property": d.get("property"),
+                "value": d.get("value"),
+            }
+            envelope = {"type": kind, "payload": {k: v for k, v in payload.items() if v is not None}}
+        reply = await self._process(envelope, body, meta)
+        if reply.status == 200:
+            profile_id = d.get("profileId")
+            return Reply(202, "ok" if kind == "event" else str(profile_id))
+        if reply.status == 404:
+            return Reply(404, "Not found")
+        if (
+            reply.status == 400
+            and isinstance(reply.body, dict)
+            and "not a number" in str(reply.body["message"])
+        ):
+            return Reply(400, "Not number")
+        return reply
+
+    async def _process(self, decoded: Any, body: bytes, meta: RequestMeta) -> Reply:
+        started = time.perf_counter()
         try:
             env = schemas.parse_envelope(decoded)
         except schemas.ValidationFailed as e:
@@ -182,8 +232,11 @@ class IngestService:
         if not accepted:
             self.metrics.events_dropped_total.labels(reason="duplicate").inc()
             return _ok(ident)
+        if isinstance(payload, schemas.TrackPayload) and not rows.events:
+            self.metrics.events_dropped_total.labels(reason="project_filter").inc()
         for event in rows.events:
             self.metrics.events_total.labels(project_id=project.id, event_name=event.name).inc()
+        self.bus.publish(rows.events)
         self.metrics.processing_duration.observe(time.perf_counter() - started)
         return _ok(ident)
 

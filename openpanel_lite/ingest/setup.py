@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from openpanel_lite import logs, paths
+from openpanel_lite.bus import EventBus
 from openpanel_lite.config import Config
 from openpanel_lite.ingest import bots, geodata, useragent
 from openpanel_lite.ingest.auth import IngestAuth
@@ -98,6 +99,7 @@ class IngestRuntime:
             salts=_salts(meta, datetime.now(UTC)),
         )
         self.sink = SpoolSink(self.spool)
+        self.bus = EventBus()
         self.auth = IngestAuth(meta)
         self.service = IngestService(
             auth=self.auth,
@@ -105,6 +107,7 @@ class IngestRuntime:
             sink=self.sink,
             metrics=metrics,
             trusted_proxies=TrustedProxies.from_cidrs(cfg.server.trusted_proxies),
+            bus=self.bus,
         )
         metrics.watch_queue("store_writer", self.writer.queue_size)
         metrics.watch_queue("spool_pending", self.spool.pending_count)
@@ -141,6 +144,7 @@ class IngestRuntime:
         ended, _ = self.tracker.reap(int(at.timestamp() * 1000))
         if ended:
             await self.sink.write(Rows(events=ended), None)
+            self.bus.publish(ended)
             for event in ended:
                 self.metrics.events_total.labels(project_id=event.project_id, event_name=event.name).inc()
         return len(ended)

@@ -1,0 +1,86 @@
+"""Legacy v0 endpoints, project event filters and the in-process bus, over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+
+from openpanel_lite.meta import projects
+from openpanel_lite.meta.project_filters import EventFilter, EventPropertyFilter
+from tests.harness import LiveServer
+from tests.test_track import Site, events, screen_view, server, site  # noqa: F401  (fixtures)
+
+
+def test_legacy_event_and_profile_endpoints(server: LiveServer, site: Site) -> None:
+    reply = server.request(
+        "POST",
+        "/event",
+        {
+            "name": "legacy_click",
+            "properties": {"__path": "https://example.com/old", "k": "v"},
+            "timestamp": "x",
+        },
+        site.headers(),
+    )
+    assert (reply.status, reply.text) == (202, "ok")
+    [row] = events(server, "name = 'legacy_click'")
+    assert (row["path"], row["properties"]) == ("/old", {"k": "v"})
+
+    reply = server.request("POST", "/profile", {"profileId": "old_user", "firstName": "Old"}, site.headers())
+    assert (reply.status, reply.text) == (202, "old_user")
+    assert server.rows("SELECT first_name FROM profiles WHERE id = 'old_user'") == [("Old",)]
+
+    inc = server.request(
+        "POST", "/profile/increment", {"profileId": "old_user", "property": "n", "value": 2}, site.headers()
+    )
+    assert (inc.status, inc.text) == (202, "old_user")
+    dec = server.request(
+        "POST", "/profile/decrement", {"profileId": "old_user", "property": "n", "value": 1}, site.headers()
+    )
+    assert dec.status == 202
+    [(n,)] = server.rows(
+        "SELECT properties['n'] FROM profiles WHERE id = 'old_user' ORDER BY last_seen_at DESC, "
+        "length(properties['n']) LIMIT 1"
+    )
+    assert n == "1"
+    missing = server.request(
+        "POST", "/profile/increment", {"profileId": "ghost", "property": "n"}, site.headers()
+    )
+    assert (missing.status, missing.text) == (404, "Not found")
+    server.request("POST", "/profile", {"profileId": "word", "properties": {"n": "abc"}}, site.headers())
+    nan = server.request("POST", "/profile/increment", {"profileId": "word", "property": "n"}, site.headers())
+    assert (nan.status, nan.text) == (400, "Not number")
+    unauth = server.request("POST", "/event", {"name": "x"}, site.headers(Origin="https://evil.com"))
+    assert (unauth.status, unauth.text) == (401, "Ingestion: Invalid cors or secret")
+
+
+def test_project_event_filter_drops_silently(server: LiveServer, site: Site) -> None:
+    projects.update_project(
+        server.runtime.meta,
+        site.project.id,
+        filters=[
+            EventFilter(
+                name="debug",
+                filters=(EventPropertyFilter(name="env", operator="is", value=("dev", "test")),),
+            )
+        ],
+    )
+    server.runtime.ingest.auth.invalidate()
+    for env in ("dev", "prod", "test"):
+        reply = site.track({"type": "track", "payload": {"name": "debug", "properties": {"env": env}}})
+        assert reply.status == 200
+    assert [e["properties"]["env"] for e in events(server, "name = 'debug'")] == ["prod"]
+
+
+def test_accepted_events_are_published_on_the_bus(server: LiveServer, site: Site) -> None:
+    bus = server.runtime.ingest.bus
+
+    async def subscribe() -> object:
+        return bus.subscribe(site.project.id)
+
+    sub = server.call(subscribe())
+    site.track(screen_view())
+
+    async def take(n: int) -> list[str]:
+        return [(await asyncio.wait_for(sub.get(), 5)).name for _ in range(n)]  # type: ignore[attr-defined]
+
+    assert server.call(take(2)) == ["session_start", "screen_view"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,22 @@ def free_port() -> int:
 @pytest.fixture
 def port() -> int:
     return free_port()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[object]:
+    """A real server on 127.0.0.1 in this process (tests.harness.LiveServer); 127.0.0.1 is a trusted proxy."""
+    from tests.harness import LiveServer
+    from tests.ingest_support import live_config
+
+    srv = LiveServer(live_config(tmp_path))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def site(server: object) -> object:
+    """Project "acme" (CORS example.com and *.example.com) with a write client."""
+    from tests.ingest_support import Site
+
+    return Site(server)  # type: ignore[arg-type]

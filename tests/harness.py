@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Coroutine, Mapping
@@ -55,6 +57,19 @@ class LiveServer:
             raise RuntimeError("server did not start")
         if self._error:
             raise self._error
+        self._wait_listening()
+
+    def _wait_listening(self, timeout_s: float = 10.0) -> None:
+        # The lifespan (our ready signal) can run a few ms before granian accepts connections.
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.cfg.server.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)

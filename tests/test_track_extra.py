@@ -7,7 +7,7 @@ import asyncio
 from openpanel_lite.meta import projects
 from openpanel_lite.meta.project_filters import EventFilter, EventPropertyFilter
 from tests.harness import LiveServer
-from tests.test_track import Site, events, screen_view, server, site  # noqa: F401  (fixtures)
+from tests.ingest_support import Site, events, screen_view
 
 
 def test_legacy_event_and_profile_endpoints(server: LiveServer, site: Site) -> None:

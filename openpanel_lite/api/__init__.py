@@ -1,0 +1,1 @@
+"""Machine APIs for read/root clients (OpenPanel-compatible export API)."""

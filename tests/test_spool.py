@@ -335,7 +335,7 @@ def test_close_commits_what_is_queued(spool_path: Path) -> None:
 
 def test_normal_mode_and_bad_mode(spool_path: Path) -> None:
     s = open_spool(spool_path, synchronous="NORMAL")
-    assert s._wconn.pragma("synchronous") == 1  # NORMAL
+    assert s.file.synchronous() == 1  # NORMAL
     s.close()
     with pytest.raises(ValueError):
         open_spool(spool_path, synchronous="OFF")

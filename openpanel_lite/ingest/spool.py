@@ -7,55 +7,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import apsw
 import msgspec
 
+from openpanel_lite.ingest.spool_file import Entry, SpoolError, SpoolFile
 from openpanel_lite.logs import log
 from openpanel_lite.storage.rows import BotEventRow, EventRow, GroupRow, ProfileRow, SessionRow
 
 GIB = 1 << 30
 DAY_MS = 86_400_000
-_FORMAT_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS spool (
-    -- AUTOINCREMENT: a seq is never reused, even after the top rows are pruned, because the store's
-    -- watermark says "everything up to here is stored" and a reused seq would hide new rows from replay.
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    created_ms INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
--- Dedup keys outlive their spool rows (pruned seconds after a checkpoint), so they get their own table.
-CREATE TABLE IF NOT EXISTS dedup (
-    key TEXT PRIMARY KEY,
-    expires_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dedup_expires ON dedup (expires_ms);
--- Records that could not be decoded, kept for a person to look at; never replayed automatically.
-CREATE TABLE IF NOT EXISTS dead_letters (
-    seq INTEGER PRIMARY KEY,
-    created_ms INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    error TEXT NOT NULL
-);
-"""
-
-# Inserts a new key, or revives an expired one that was not yet pruned; RETURNING yields a row only then.
-_CLAIM_KEY = """
-INSERT INTO dedup (key, expires_ms) VALUES (:key, :expires_ms)
-ON CONFLICT (key) DO UPDATE SET expires_ms = excluded.expires_ms WHERE dedup.expires_ms <= :now_ms
-RETURNING 1
-"""
-_INSERT = "INSERT INTO spool (created_ms, body) VALUES (:created_ms, :body) RETURNING seq"
 
 
 class SpoolRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,10 +37,6 @@ class SpoolRecord(msgspec.Struct, frozen=True, kw_only=True):
 
     def row_count(self) -> int:
         return len(self.events) + len(self.profiles) + len(self.sessions) + len(self.groups) + len(self.bots)
-
-
-class SpoolError(Exception):
-    """The spool could not commit or read; the request was not accepted."""
 
 
 class SpoolUnavailable(SpoolError):
@@ -99,10 +63,6 @@ Listener = Callable[[Sequence[tuple[int, SpoolRecord]]], None]
 Clock = Callable[[], int]
 
 
-def _fetch(conn: apsw.Connection, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-    return conn.execute(sql, params or {}).fetchall()
-
-
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -110,21 +70,17 @@ def wall_clock_ms() -> int:
 class _Item:
     """One queued append, waiting for the commit thread."""
 
-    __slots__ = ("body", "dedup_key", "expires_ms", "future", "loop", "queued_at", "record")
+    __slots__ = ("entry", "future", "loop", "queued_at", "record")
 
     def __init__(
         self,
         record: SpoolRecord,
-        body: bytes,
-        dedup_key: str | None,
-        expires_ms: int,
+        entry: Entry,
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[int | None],
     ) -> None:
         self.record = record
-        self.body = body
-        self.dedup_key = dedup_key
-        self.expires_ms = expires_ms
+        self.entry = entry
         self.loop = loop
         self.future = future
         self.queued_at = time.monotonic()
@@ -158,8 +114,6 @@ class Spool:
         dedup_window_ms: int = DAY_MS,
         clock: Clock = wall_clock_ms,
     ) -> None:
-        if synchronous not in ("FULL", "NORMAL"):
-            raise ValueError(f"synchronous must be FULL or NORMAL, got {synchronous!r}")
         self.path = Path(path)
         self._window_s = max(0.0, commit_window_ms) / 1000
         self._group_max = max(1, commit_max_records)
@@ -172,20 +126,8 @@ class Spool:
         self._clock = clock
         self._encoder = msgspec.msgpack.Encoder(uuid_format="bytes")
         self._decoder = msgspec.msgpack.Decoder(SpoolRecord)
-
-        if not self.path.exists():
-            # Owner-only, like the metadata DB: the rows carry user data. -wal/-shm inherit the mode.
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        self._wconn = self._connect(synchronous)
-        self._rconn = self._connect(synchronous)
-        self._migrate()
-        self._wlock = threading.Lock()  # the write connection: commit thread, prune, maintenance
-        self._rlock = threading.Lock()  # the read connection: replay pages, stats
-        count, total = _fetch(self._wconn, "SELECT count(*), total(length(body)) FROM spool")[0]
-        self._rows = int(count)
-        self._bytes = int(total)
-        self._delivered_upto = self.last_seq()
+        self.file = SpoolFile(self.path, synchronous)
+        self._delivered_upto = self.file.last_seq()
 
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
@@ -198,35 +140,6 @@ class Spool:
         self._disk_ok = True
         self._thread = threading.Thread(target=self._run, name="spool-commit", daemon=True)
         self._thread.start()
-
-    # ----------------------------------------------------------------------------------------
-    # setup
-
-    def _connect(self, synchronous: str) -> apsw.Connection:
-        try:
-            conn = apsw.Connection(str(self.path))
-        except apsw.Error as e:
-            raise SpoolError(f"cannot open the spool {self.path}: {e}") from None
-        conn.set_busy_timeout(5000)
-        conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
-        conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
-        # Must precede the first table: lets prune hand freed pages back to the file system.
-        conn.pragma("auto_vacuum", "INCREMENTAL")
-        conn.pragma("journal_mode", "wal")
-        # FULL fsyncs the WAL at every commit (survives power loss); NORMAL survives kill -9 only.
-        conn.pragma("synchronous", synchronous)
-        # Keep the -wal file from staying huge after a burst.
-        conn.pragma("journal_size_limit", 64 * 1024 * 1024)
-        conn.pragma("trusted_schema", "OFF")
-        return conn
-
-    def _migrate(self) -> None:
-        version = _fetch(self._wconn, "PRAGMA user_version")[0][0]
-        if version > _FORMAT_VERSION:
-            raise SpoolError(f"the spool {self.path} has format {version}, newer than this version reads")
-        with self._wconn:
-            self._wconn.execute(_SCHEMA)
-            self._wconn.pragma("user_version", _FORMAT_VERSION)
 
     # ----------------------------------------------------------------------------------------
     # accepting (event loop side)
@@ -257,7 +170,7 @@ class Spool:
             if self._closing:
                 raise SpoolClosed()
             future: asyncio.Future[int | None] = loop.create_future()
-            self._queue.append(_Item(record, body, dedup_key, window, loop, future))
+            self._queue.append(_Item(record, Entry(body, dedup_key, window), loop, future))
             self._outstanding.add(future)
             future.add_done_callback(self._outstanding.discard)
             # Wake the thread when it may be idle (first item) or when a full group is ready.
@@ -269,9 +182,9 @@ class Spool:
         queued = len(self._queue)
         if queued >= self._max_queue:
             raise SpoolFull("queue", 1)
-        if self._rows + queued >= self._max_rows:
+        if self.file.rows + queued >= self._max_rows:
             raise SpoolFull("rows", 5)
-        if self._bytes >= self._max_bytes:
+        if self.file.body_bytes >= self._max_bytes:
             raise SpoolFull("bytes", 5)
         if not self._disk_has_room():
             raise SpoolFull("disk", 30)
@@ -333,35 +246,12 @@ class Spool:
             self._deliver(group, self._commit(group))
 
     def _commit(self, group: list[_Item]) -> list[_Outcome]:
-        now = self._clock()
-        outcomes: list[_Outcome] = []
-        conn = self._wconn
-        with self._wlock:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                added = 0
-                for item in group:
-                    if item.dedup_key is not None:
-                        claim = {"key": item.dedup_key, "expires_ms": now + item.expires_ms, "now_ms": now}
-                        if not _fetch(conn, _CLAIM_KEY, claim):
-                            outcomes.append(None)
-                            continue
-                    seq = int(_fetch(conn, _INSERT, {"created_ms": now, "body": item.body})[0][0])
-                    outcomes.append(seq)
-                    added += len(item.body)
-                conn.execute("COMMIT")
-            except Exception as e:  # any failure must still answer every waiting request
-                if conn.in_transaction:
-                    # SQLite may have rolled back already (e.g. after SQLITE_FULL).
-                    with contextlib.suppress(apsw.Error):
-                        conn.execute("ROLLBACK")
-                full = isinstance(e, apsw.FullError)
-                error = SpoolFull("disk", 30) if full else SpoolError(str(e))
-                log("spool_commit_failed", logging.ERROR, error=str(e), records=len(group))
-                return [error] * len(group)
-            self._rows += sum(1 for o in outcomes if isinstance(o, int))
-            self._bytes += added
-        return outcomes
+        try:
+            return list(self.file.commit([item.entry for item in group], self._clock()))
+        except Exception as e:  # any failure must still answer every waiting request
+            log("spool_commit_failed", logging.ERROR, error=str(e), records=len(group))
+            error = SpoolFull("disk", 30) if isinstance(e, apsw.FullError) else SpoolError(str(e))
+            return [error] * len(group)
 
     def _deliver(self, group: list[_Item], outcomes: list[_Outcome]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Item, _Outcome]]] = {}
@@ -401,79 +291,33 @@ class Spool:
         Each page is a separate short read, so a slow consumer never pins an old WAL snapshot.
         """
         last = after_seq
-        upto = upto_seq if upto_seq is not None else (1 << 63) - 1
         while True:
-            with self._rlock:
-                rows = _fetch(
-                    self._rconn,
-                    "SELECT seq, body FROM spool WHERE seq > :after AND seq <= :upto ORDER BY seq LIMIT :n",
-                    {"after": last, "upto": upto, "n": page},
-                )
+            rows = self.file.read_after(last, upto_seq, page)
             for seq, body in rows:
                 try:
-                    decoded = self._decoder.decode(body)
+                    record = self._decoder.decode(body)
                 except msgspec.DecodeError as e:
-                    self._dead_letter(int(seq), str(e))
+                    # Corrupt, or written by a newer version: it can never reach the store, so set it
+                    # aside instead of blocking every record behind it.
+                    self.file.dead_letter(seq, str(e))
+                    log("spool_record_unreadable", logging.ERROR, seq=seq, error=str(e))
                     continue
-                yield int(seq), decoded
+                yield seq, record
             if len(rows) < page:
                 return
-            last = int(rows[-1][0])
+            last = rows[-1][0]
 
     def prune(self, upto_seq: int, *, chunk: int = 5000) -> int:
         """Delete records with seq <= upto_seq, in short transactions; returns how many went."""
-        removed = 0
-        while True:
-            with self._wlock:
-                first = _fetch(self._wconn, "SELECT min(seq) FROM spool")[0][0]
-                if first is None or first > upto_seq:
-                    break
-                span = {"lo": first, "hi": min(upto_seq, first + chunk - 1)}
-                with self._wconn:
-                    count, total = _fetch(
-                        self._wconn,
-                        "SELECT count(*), total(length(body)) FROM spool WHERE seq BETWEEN :lo AND :hi",
-                        span,
-                    )[0]
-                    self._wconn.execute("DELETE FROM spool WHERE seq BETWEEN :lo AND :hi", span)
-                self._rows -= int(count)
-                self._bytes -= int(total)
-                removed += int(count)
-        if removed:
-            self._shrink()
-        return removed
-
-    def _shrink(self) -> None:
-        # Return free pages once they are a quarter of the file, a few MiB per lock hold.
-        while True:
-            with self._wlock:
-                pages = _fetch(self._wconn, "PRAGMA page_count")[0][0]
-                free = _fetch(self._wconn, "PRAGMA freelist_count")[0][0]
-                if free < 256 or free * 4 < pages:
-                    return
-                self._wconn.execute("PRAGMA incremental_vacuum(2048)").fetchall()
+        return self.file.prune(upto_seq, chunk)
 
     def prune_dedup(self, *, chunk: int = 5000) -> int:
         """Forget dedup keys whose window has passed; returns how many."""
-        removed = 0
-        now = self._clock()
-        while True:
-            with self._wlock, self._wconn:
-                self._wconn.execute(
-                    "DELETE FROM dedup WHERE key IN "
-                    "(SELECT key FROM dedup WHERE expires_ms <= :now LIMIT :n)",
-                    {"now": now, "n": chunk},
-                )
-                gone = self._wconn.changes()
-            removed += gone
-            if gone < chunk:
-                return removed
+        return self.file.prune_dedup(self._clock(), chunk)
 
     def last_seq(self) -> int:
         """The highest seq ever given out (0 for a new spool), pruned or not."""
-        with self._rlock:
-            rows = _fetch(self._rconn, "SELECT seq FROM sqlite_sequence WHERE name = 'spool'")
-        return int(rows[0][0]) if rows else 0
+        return self.file.last_seq()
 
     def ensure_seq_above(self, seq: int) -> bool:
         """Make the next seq greater than `seq`; True when that moved it.
@@ -481,39 +325,15 @@ class Spool:
         Needed when the spool file is newer than the store (deleted or restored from an older backup):
         new records must not get seqs the store's watermark already claims.
         """
-        with self._wlock, self._wconn:
-            self._wconn.execute(
-                "INSERT INTO sqlite_sequence (name, seq) SELECT 'spool', :seq "
-                "WHERE :seq > 0 AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'spool')",
-                {"seq": seq},
-            )
-            moved = self._wconn.changes() > 0
-            if not moved:
-                self._wconn.execute(
-                    "UPDATE sqlite_sequence SET seq = :seq WHERE name = 'spool' AND seq < :seq", {"seq": seq}
-                )
-                moved = self._wconn.changes() > 0
-        return moved
-
-    def _dead_letter(self, seq: int, error: str) -> None:
-        # An unreadable record (corruption, or written by a newer version) cannot reach the store;
-        # set it aside, kept byte for byte, instead of blocking every record behind it.
-        with self._wlock, self._wconn:
-            self._wconn.execute(
-                "INSERT OR IGNORE INTO dead_letters (seq, created_ms, body, error) "
-                "SELECT seq, created_ms, body, :error FROM spool WHERE seq = :seq",
-                {"seq": seq, "error": error},
-            )
-        log("spool_record_unreadable", logging.ERROR, seq=seq, error=error)
+        return self.file.ensure_seq_above(seq)
 
     def dead_letter_count(self) -> int:
         """Records set aside because they could not be decoded."""
-        with self._rlock:
-            return int(_fetch(self._rconn, "SELECT count(*) FROM dead_letters")[0][0])
+        return self.file.dead_letter_count()
 
     def pending_count(self) -> int:
         """Records held in the file (committed and not yet pruned)."""
-        return self._rows
+        return self.file.rows
 
     def queued(self) -> int:
         """Appends waiting for the commit thread."""
@@ -521,11 +341,7 @@ class Spool:
 
     def size(self) -> int:
         """Bytes on disk: the database file plus its WAL."""
-        total = 0
-        for suffix in ("", "-wal"):
-            with contextlib.suppress(FileNotFoundError):
-                total += os.path.getsize(f"{self.path}{suffix}")
-        return total
+        return self.file.size()
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Commit what is queued, stop the thread and close the file."""
@@ -535,7 +351,5 @@ class Spool:
             self._cond.notify()
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            return  # a commit is stuck (e.g. a dead disk); leave the connections to the thread
-        with self._wlock, self._rlock:
-            self._rconn.close()
-            self._wconn.close()
+            return  # a commit is stuck (e.g. a dead disk); leave the file to the thread
+        self.file.close()

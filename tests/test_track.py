@@ -246,6 +246,12 @@ def test_identify_then_track_carries_profile(server: LiveServer, site: Site) -> 
     assert after["profile_id"] == "user_1"
     [latest] = server.rows("SELECT profile_id FROM sessions WHERE sign = 1 ORDER BY version DESC LIMIT 1")
     assert latest == ("user_1",)
+    # Beyond upstream: the visit's earlier anonymous events now carry the profile too.
+    assert [(e["name"], e["profile_id"]) for e in events(server)] == [
+        ("session_start", "user_1"),
+        ("screen_view", "user_1"),
+        ("after_identify", "user_1"),
+    ]
 
 
 def test_increment_and_decrement(server: LiveServer, site: Site) -> None:

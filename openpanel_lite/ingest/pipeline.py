@@ -29,7 +29,7 @@ from openpanel_lite.ingest.schemas import (
 from openpanel_lite.ingest.sessions import SESSION_START, SessionTracker
 from openpanel_lite.ingest.useragent import UserAgentInfo, apply_overrides, parse_user_agent
 from openpanel_lite.meta.projects import Project
-from openpanel_lite.storage.rows import BotEventRow, EventRow, GroupRow, ProfileRow, SessionRow
+from openpanel_lite.storage.rows import BotEventRow, EventRow, GroupRow, ProfileLink, ProfileRow, SessionRow
 
 # Optional client event id (our tracker sends one): the dedup key for retries, never stored as a property.
 EVENT_ID_KEY = "__eventId"
@@ -60,9 +60,11 @@ class Rows(msgspec.Struct):
     profiles: list[ProfileRow] = msgspec.field(default_factory=list)
     groups: list[GroupRow] = msgspec.field(default_factory=list)
     bots: list[BotEventRow] = msgspec.field(default_factory=list)
+    links: list[ProfileLink] = msgspec.field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.sessions) + len(self.profiles) + len(self.groups) + len(self.bots)
+        tables = (self.events, self.sessions, self.profiles, self.groups, self.bots, self.links)
+        return sum(len(rows) for rows in tables)
 
 
 class Identity(msgspec.Struct, frozen=True):
@@ -190,6 +192,7 @@ class Pipeline:
             outcome = self.tracker.client_event(event, wall_ms)
             event = outcome.event
             rows.sessions.extend(outcome.sessions)
+            rows.links.extend(outcome.links)
             for extra in outcome.events:
                 rows.events.append(extra)
                 if extra.name == SESSION_START and extra.profile_id == extra.device_id:

@@ -16,7 +16,7 @@ from typing import Literal
 import msgspec
 
 from openpanel_lite.ingest import identity
-from openpanel_lite.storage.rows import EventRow, SessionRow
+from openpanel_lite.storage.rows import EventRow, ProfileLink, SessionRow
 
 SCREEN_VIEW = "screen_view"
 SESSION_START = "session_start"
@@ -46,6 +46,7 @@ class SessionOutcome:
     event: EventRow
     events: list[EventRow] = field(default_factory=list)
     sessions: list[SessionRow] = field(default_factory=list)
+    links: list[ProfileLink] = field(default_factory=list)
 
 
 def _ms(at: datetime) -> int:
@@ -96,10 +97,21 @@ class SessionTracker:
         live = self._live.get(key)
         out_events: list[EventRow] = []
         out_sessions: list[SessionRow] = []
+        links: list[ProfileLink] = []
         kind: Literal["new", "boundary", "extend"]
         if live is not None and event_ms - _ms(live.row.ended_at) <= self.timeout_ms:
             kind = "extend"
             new_row = self._extended(live.row, event)
+            if live.row.profile_id == live.row.device_id and new_row.profile_id != live.row.device_id:
+                links.append(
+                    ProfileLink(
+                        project_id=new_row.project_id,
+                        session_id=new_row.id,
+                        device_id=new_row.device_id,
+                        profile_id=new_row.profile_id,
+                        since=new_row.created_at,
+                    )
+                )
             out_sessions += [msgspec.structs.replace(live.row, sign=-1), new_row]
             live.row = new_row
             live.wall_ms = max(live.wall_ms, wall_ms)
@@ -133,7 +145,7 @@ class SessionTracker:
         event = msgspec.structs.replace(event, session_id=self._live[key].row.id)
         if event.profile_id and event.profile_id != event.device_id:
             self._by_profile[(event.project_id, event.profile_id)] = event.device_id
-        return SessionOutcome(kind, event, out_events, out_sessions)
+        return SessionOutcome(kind, event, out_events, out_sessions, links)
 
     def server_event(self, event: EventRow, profile_id: str | None, event_ms: int) -> SessionOutcome:
         """A server-side event: attach to the profile's live browser session if there is one (§3.5)."""

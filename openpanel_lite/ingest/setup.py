@@ -53,6 +53,7 @@ class SpoolSink:
             sessions=tuple(rows.sessions),
             groups=tuple(rows.groups),
             bots=tuple(rows.bots),
+            profile_links=tuple(rows.links),
         )
         return await self.spool.append(record, dedup_key) is not None
 

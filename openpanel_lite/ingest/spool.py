@@ -20,7 +20,7 @@ import msgspec
 
 from openpanel_lite.ingest.spool_file import Entry, SpoolError, SpoolFile
 from openpanel_lite.logs import log
-from openpanel_lite.storage.rows import BotEventRow, EventRow, GroupRow, ProfileRow, SessionRow
+from openpanel_lite.storage.rows import BotEventRow, EventRow, GroupRow, ProfileLink, ProfileRow, SessionRow
 
 GIB = 1 << 30
 DAY_MS = 86_400_000
@@ -34,9 +34,12 @@ class SpoolRecord(msgspec.Struct, frozen=True, kw_only=True):
     sessions: tuple[SessionRow, ...] = ()
     groups: tuple[GroupRow, ...] = ()
     bots: tuple[BotEventRow, ...] = ()
+    # Added after v1 records were written: the default keeps older spool files decodable.
+    profile_links: tuple[ProfileLink, ...] = ()
 
     def row_count(self) -> int:
-        return len(self.events) + len(self.profiles) + len(self.sessions) + len(self.groups) + len(self.bots)
+        tables = (self.events, self.profiles, self.sessions, self.groups, self.bots, self.profile_links)
+        return sum(len(rows) for rows in tables)
 
 
 class SpoolUnavailable(SpoolError):

@@ -21,6 +21,7 @@ from openpanel_lite.storage.rows import (
     BotEventRow,
     EventRow,
     GroupRow,
+    ProfileLink,
     ProfileRow,
     SessionRow,
     WriteBatch,
@@ -90,18 +91,21 @@ def build_batch(items: Sequence[tuple[int, SpoolRecord]]) -> WriteBatch:
     sessions: list[SessionRow] = []
     groups: list[GroupRow] = []
     bots: list[BotEventRow] = []
+    links: list[ProfileLink] = []
     for _, record in items:
         events.extend(record.events)
         profiles.extend(record.profiles)
         sessions.extend(record.sessions)
         groups.extend(record.groups)
         bots.extend(record.bots)
+        links.extend(record.profile_links)
     return WriteBatch(
         events=events,
         profiles=profiles,
         sessions=net_sessions(sessions),
         groups=groups,
         bots=bots,
+        profile_links=links,
         spool_watermark=items[-1][0] if items else None,
     )
 

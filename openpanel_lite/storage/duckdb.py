@@ -8,7 +8,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +20,7 @@ from openpanel_lite.storage import StoreError
 from openpanel_lite.storage.arrow_rows import to_arrow
 from openpanel_lite.storage.columns import TABLES, column_names
 from openpanel_lite.storage.dialects import DUCKDB, Dialect
-from openpanel_lite.storage.rows import WriteBatch
+from openpanel_lite.storage.rows import ProfileLink, WriteBatch
 
 MIB: Final = 1024 * 1024
 # Cap for the default memory limit: plenty for one small site's dashboard queries.
@@ -40,6 +40,25 @@ _LOCKDOWN: Final = (
 )
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+# The anonymous events of an identified visit take the profile id; the time bound lets zone maps
+# skip older row groups, since events arrive roughly in time order.
+LINK_PROFILE_SQL = """-- sql
+    UPDATE events SET profile_id = $profile_id
+    WHERE project_id = $project_id AND session_id = $session_id AND profile_id = $device_id
+      AND created_at >= $since"""
+
+
+def _link_params(link: ProfileLink) -> dict[str, object]:
+    since = link.since.astimezone(UTC).replace(tzinfo=None) if link.since.tzinfo else link.since
+    return {
+        "profile_id": link.profile_id,
+        "project_id": link.project_id,
+        "session_id": link.session_id,
+        "device_id": link.device_id,
+        "since": since - timedelta(seconds=1),
+    }
 
 
 def duckdb_memory_limit(available_bytes: int | None = None) -> str:
@@ -158,6 +177,8 @@ class DuckDBStore:
                         con.execute(
                             f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM _append_{table}'
                         )
+                    for link in batch.profile_links:
+                        con.execute(LINK_PROFILE_SQL, _link_params(link))
                     if batch.spool_watermark is not None:
                         # greatest(): a replayed, older batch must never move the mark backwards.
                         con.execute(

@@ -125,6 +125,20 @@ class BotEventRow(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
+class ProfileLink(msgspec.Struct, frozen=True, kw_only=True):
+    """A visitor identified mid-visit: the session's earlier anonymous events get the profile id.
+
+    Beyond upstream (which keeps pre-identify events on the device id), so an identified visit
+    counts once. `since` bounds the rewrite to the session's time span.
+    """
+
+    project_id: str
+    session_id: str
+    device_id: str
+    profile_id: str
+    since: datetime
+
+
 class WriteBatch(msgspec.Struct, frozen=True, kw_only=True):
     """Everything one flush writes, committed in one transaction together with the spool mark.
 
@@ -137,6 +151,8 @@ class WriteBatch(msgspec.Struct, frozen=True, kw_only=True):
     sessions: Sequence[SessionRow] = ()
     groups: Sequence[GroupRow] = ()
     bots: Sequence[BotEventRow] = ()
+    # Applied after the rows are inserted, in the same transaction, so rows of this batch are covered.
+    profile_links: Sequence[ProfileLink] = ()
     spool_watermark: int | None = None
 
     def tables(self) -> dict[str, Sequence[msgspec.Struct]]:

@@ -1,0 +1,48 @@
+"""The wheel ships web/ (templates, static files, vendored htmx), the default config and migrations,
+and the package finds them from one place (paths.web_dir) when imported from the wheel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_contents_and_web_dir(tmp_path: Path) -> None:
+    out = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(REPO)],
+        check=True,
+        timeout=300,
+    )
+    [wheel] = out.glob("openpanel_lite-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in (
+        "openpanel_lite/web/static/vendor/htmx-2.0.11/htmx.min.js",
+        "openpanel_lite/web/static/vendor/htmx-2.0.11/LICENSE",
+        "openpanel_lite/web/templates/base.html",
+        "openpanel_lite/web/static/tracker/op1.js",
+        "openpanel_lite/openpanel.toml",
+        "openpanel_lite/meta/migrations/001_init.sql",
+        "openpanel_lite/storage/schema/duckdb/001_tables.sql",
+    ):
+        assert required in names, required
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "openpanel = openpanel_lite.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+    unpacked = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(unpacked)
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from openpanel_lite import paths; print(paths.web_dir()); print(paths.default_config_file())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(unpacked)], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    web, config = result.stdout.split()
+    assert Path(web) == unpacked / "openpanel_lite" / "web"
+    assert Path(config) == unpacked / "openpanel_lite" / "openpanel.toml"
+    assert (Path(web) / "templates" / "index.html").is_file()

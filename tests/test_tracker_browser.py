@@ -306,7 +306,10 @@ def visit_bodies(page_url: str, site: StaticSite) -> list[dict[str, Any]]:
 
 
 def visit_rows(site: StaticSite, device: str, session: str, sdk_version: str) -> list[dict[str, Any]]:
-    """The events table after VISIT: a session from Google, then each call, enriched by the server."""
+    """The events table after VISIT: a session from Google, then each call, enriched by the server.
+
+    The identify mid-visit gives the session's earlier events the profile id too (server backfill).
+    """
     same = {
         "referrer": "https://www.google.com",
         "referrer_name": "Google",
@@ -325,10 +328,16 @@ def visit_rows(site: StaticSite, device: str, session: str, sdk_version: str) ->
     no_path = {"path": "", "origin": ""}  # click events carry no __path (upstream's base track)
     return [
         {"name": "session_start", **pricing, "properties": {**landing, "__title": "Pricing – Acme"}}
-        | {"profile_id": device, **same},
+        | {"profile_id": "user_1", **same},
         {"name": "screen_view", **pricing, "properties": {**landing, "__title": "Pricing – Acme"}}
-        | {"profile_id": device, **same},
-        {"name": "signup", **pricing, "properties": {**landing, "plan": "pro"}, "profile_id": device, **same},
+        | {"profile_id": "user_1", **same},
+        {
+            "name": "signup",
+            **pricing,
+            "properties": {**landing, "plan": "pro"},
+            "profile_id": "user_1",
+            **same,
+        },
         {
             "name": "cta_clicked",
             **no_path,
@@ -645,7 +654,8 @@ def test_op1_api_tour(server: LiveServer, site: StaticSite, tmp_path: Path) -> N
         },
     ]
 
-    device = device_of(server, project_id)
+    devices = server.rows("SELECT DISTINCT device_id FROM events WHERE project_id = $p", {"p": project_id})
+    assert devices == [(device_of(server, project_id),)]
     rows = server.rows(
         "SELECT name, profile_id, groups, path, revenue, properties FROM events WHERE project_id = $p "
         "ORDER BY created_at, name",
@@ -653,9 +663,10 @@ def test_op1_api_tour(server: LiveServer, site: StaticSite, tmp_path: Path) -> N
     )
     hashed = {"__hash": "#step-2", "app": "web-2"}
     assert rows == [
-        ("session_start", device, [], "/tour.html", 0, {"app": "web-2", "__title": title}),
-        ("screen_view", device, [], "/tour.html", 0, {"app": "web-2", "__title": title}),
-        ("before_consent", device, [], "/tour.html", 0, {"app": "web-2", "n": "1"}),
+        # identify backfills the profile id on the session's earlier events
+        ("session_start", "user_2", [], "/tour.html", 0, {"app": "web-2", "__title": title}),
+        ("screen_view", "user_2", [], "/tour.html", 0, {"app": "web-2", "__title": title}),
+        ("before_consent", "user_2", [], "/tour.html", 0, {"app": "web-2", "n": "1"}),
         ("screen_view", "user_2", ["org_acme"], "/tour.html", 0, {**hashed, "__title": title}),
         ("revenue", "user_2", ["org_acme"], "/tour.html", 1999, {**hashed, "currency": "EUR"}),
         ("revenue", "user_2", ["org_acme"], "/tour.html", 500, hashed),
@@ -667,7 +678,8 @@ def test_op1_api_tour(server: LiveServer, site: StaticSite, tmp_path: Path) -> N
             0,
             {"app": "web-2", "section": "x", "__title": title},
         ),
-        ("after_clear", device, [], "/custom/path", 0, {"app": "web-2"}),
+        # clear() only forgets client-side (the body has no profileId); the session stays user_2's
+        ("after_clear", "user_2", [], "/custom/path", 0, {"app": "web-2"}),
     ]
     # The held events keep their client time (§1.9), not the time ready() sent them.
     held_rows = server.rows(

@@ -46,3 +46,25 @@ def test_wheel_contents_and_web_dir(tmp_path: Path) -> None:
     assert Path(web) == unpacked / "openpanel_lite" / "web"
     assert Path(config) == unpacked / "openpanel_lite" / "openpanel.toml"
     assert (Path(web) / "templates" / "index.html").is_file()
+
+
+def test_every_imported_third_party_module_is_a_declared_dependency() -> None:
+    """A module imported anywhere in the package (even inside a function) must come from a
+    dependency in pyproject.toml, or a fresh `pip install .` breaks at run time."""
+    import importlib.metadata
+    import re
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    declared = {re.split(r"[<>=!;\[ ]", d, maxsplit=1)[0].lower().replace("_", "-") for d in deps}
+    dist_of = importlib.metadata.packages_distributions()
+    imported: set[str] = set()
+    for path in (REPO / "openpanel_lite").rglob("*.py"):
+        for match in re.finditer(r"^\s*(?:from|import)\s+([A-Za-z_][\w]*)", path.read_text(), re.MULTILINE):
+            imported.add(match.group(1))
+    missing = []
+    for module in sorted(imported - set(sys.stdlib_module_names) - {"openpanel_lite", "__future__"}):
+        dists = {d.lower().replace("_", "-") for d in dist_of.get(module, [module])}
+        if not dists & declared:
+            missing.append(f"{module} (from {sorted(dists)})")
+    assert missing == []

@@ -6,6 +6,7 @@ Thin wrappers: the flow lives in `IngestService`. Every public ingest response a
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
@@ -14,7 +15,9 @@ from litestar.di import NamedDependency
 from litestar.enums import HttpMethod
 from litestar.handlers import HTTPRouteHandler
 
+from openpanel_lite import logs
 from openpanel_lite.ingest.service import MAX_BODY_BYTES, IngestService, LegacyKind, Reply, RequestMeta
+from openpanel_lite.ingest.tracker_route import tracker_js
 
 _CORS = {"access-control-allow-origin": "*", "vary": "Origin"}
 
@@ -26,6 +29,15 @@ def _meta(request: Request[Any, Any, Any]) -> RequestMeta:
         key = name.lower()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
     return RequestMeta(peer=request.client.host if request.client else None, headers=headers)
+
+
+async def _guarded(call: Awaitable[Reply]) -> Reply:
+    """An unexpected error still answers with CORS headers, so browsers see a 500, not a CORS failure."""
+    try:
+        return await call
+    except Exception as e:
+        logs.error("ingest_error", error=f"{type(e).__name__}: {e}")
+        return Reply(500, "Internal server error")
 
 
 def _respond(reply: Reply) -> Response[Any]:
@@ -43,7 +55,7 @@ def _respond(reply: Reply) -> Response[Any]:
 @post("/track", request_max_body_size=MAX_BODY_BYTES, summary="OpenPanel-compatible ingest")
 async def track(request: Request[Any, Any, Any], ingest: NamedDependency[IngestService]) -> Response[Any]:
     body = await request.body()
-    return _respond(await ingest.track(body, _meta(request)))
+    return _respond(await _guarded(ingest.track(body, _meta(request))))
 
 
 @route("/track", http_method=[HttpMethod.OPTIONS], include_in_schema=False)
@@ -67,7 +79,7 @@ async def track_preflight(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @get("/track/device-id", summary="Device and live session id for the caller")
 async def device_id(request: Request[Any, Any, Any], ingest: NamedDependency[IngestService]) -> Response[Any]:
-    return _respond(await ingest.device_id(_meta(request)))
+    return _respond(await _guarded(ingest.device_id(_meta(request))))
 
 
 # The preflight handler is listed first: Litestar adds its own OPTIONS handler to a path that has none yet.
@@ -76,7 +88,7 @@ def _legacy(path: str, kind: LegacyKind) -> HTTPRouteHandler:
         request: Request[Any, Any, Any], ingest: NamedDependency[IngestService]
     ) -> Response[Any]:
         body = await request.body()
-        return _respond(await ingest.legacy(kind, body, _meta(request)))
+        return _respond(await _guarded(ingest.legacy(kind, body, _meta(request))))
 
     handler.__name__ = f"legacy_{kind}"
     return post(path, request_max_body_size=MAX_BODY_BYTES, summary=f"Deprecated v0 {kind} endpoint")(handler)
@@ -97,5 +109,6 @@ router = Router(
         legacy_profile,
         legacy_increment,
         legacy_decrement,
+        tracker_js,
     ],
 )

@@ -110,6 +110,7 @@ class SessionTracker:
                         device_id=new_row.device_id,
                         profile_id=new_row.profile_id,
                         since=new_row.created_at,
+                        until=event.created_at,
                     )
                 )
             out_sessions += [msgspec.structs.replace(live.row, sign=-1), new_row]

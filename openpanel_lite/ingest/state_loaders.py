@@ -5,7 +5,7 @@ still open at startup. Each runs in a worker thread; the SQL is written for any 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -24,6 +24,9 @@ def _row_dict(names: tuple[str, ...], values: tuple[object, ...]) -> dict[str, o
     for key, value in out.items():
         if isinstance(value, list):
             out[key] = tuple(value)
+        elif isinstance(value, datetime) and value.tzinfo is None:
+            # The store keeps naive UTC; the pipeline compares with aware datetimes.
+            out[key] = value.replace(tzinfo=UTC)
     return out
 
 

@@ -47,17 +47,22 @@ _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 LINK_PROFILE_SQL = """-- sql
     UPDATE events SET profile_id = $profile_id
     WHERE project_id = $project_id AND session_id = $session_id AND profile_id = $device_id
-      AND created_at >= $since"""
+      AND created_at >= $since AND created_at <= $until"""
+
+
+def _naive_utc(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
 
 
 def _link_params(link: ProfileLink) -> dict[str, object]:
-    since = link.since.astimezone(UTC).replace(tzinfo=None) if link.since.tzinfo else link.since
     return {
         "profile_id": link.profile_id,
         "project_id": link.project_id,
         "session_id": link.session_id,
         "device_id": link.device_id,
-        "since": since - timedelta(seconds=1),
+        # session_start sits 100 ms before the session's first event.
+        "since": _naive_utc(link.since) - timedelta(seconds=1),
+        "until": _naive_utc(link.until),
     }
 
 

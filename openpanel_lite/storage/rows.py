@@ -129,7 +129,8 @@ class ProfileLink(msgspec.Struct, frozen=True, kw_only=True):
     """A visitor identified mid-visit: the session's earlier anonymous events get the profile id.
 
     Beyond upstream (which keeps pre-identify events on the device id), so an identified visit
-    counts once. `since` bounds the rewrite to the session's time span.
+    counts once. [since, until] bounds the rewrite to the visit up to the identification, so the
+    result does not depend on how events are batched.
     """
 
     project_id: str
@@ -137,6 +138,8 @@ class ProfileLink(msgspec.Struct, frozen=True, kw_only=True):
     device_id: str
     profile_id: str
     since: datetime
+    # The identifying event's time: later anonymous events (another tab, a server call) stay as they are.
+    until: datetime
 
 
 class WriteBatch(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,12 +12,15 @@ import pytest
 from openpanel_lite.ingest.bots import (
     ALLOWED_PATTERNS,
     BOT_TYPE_BY_TAG,
+    HEADLESS_PATTERNS,
+    HEADLESS_REASON,
     BotMatch,
     _crawler_list,
     bot_properties,
     detect_bot,
     soft_bot_reasons,
 )
+from openpanel_lite.ingest.useragent import parse_user_agent
 
 CHROME_DESKTOP = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -135,12 +138,33 @@ def test_matching_ignores_case(ua: str, expected: BotMatch) -> None:
     assert detect_bot(ua) == expected
 
 
-def test_allow_list_removes_only_the_oracle_pattern() -> None:
+def test_allow_list_removes_only_the_oracle_pattern_and_headless_browsers() -> None:
     kept = {entry.pattern for entry in _crawler_list().entries}
     assert frozenset({"axios"}) == ALLOWED_PATTERNS
-    assert "axios" not in kept
-    assert len(kept) == len({entry["pattern"] for entry in _listed_entries()}) - 1
+    assert "axios" not in kept and not kept & HEADLESS_PATTERNS
+    listed = {entry["pattern"] for entry in _listed_entries()}
+    assert listed >= HEADLESS_PATTERNS
+    assert len(kept) == len(listed) - 1 - len(HEADLESS_PATTERNS)
     assert detect_bot("axios/0.19.0") is None
+
+
+def test_headless_browsers_are_marked_not_dropped() -> None:
+    headless = [e for e in _listed_entries() if e["pattern"] in HEADLESS_PATTERNS]
+    instances = [i for e in headless for i in e["instances"]]
+    assert len(instances) >= 5
+    for ua in instances:
+        assert HEADLESS_REASON in soft_bot_reasons(ua, {}, False, None) or parse_user_agent(ua).is_server, ua
+    chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0"
+    assert detect_bot(chrome) is None
+    full_headers = {"sec-ch-ua": "x", "sec-fetch-mode": "cors", "accept-language": "en"}
+    assert bot_properties(soft_bot_reasons(chrome, full_headers, False, None)) == {
+        "__bot_reasons": "ua:headless"
+    }
+    assert bot_properties(soft_bot_reasons(chrome, {}, False, None)) == {
+        "__bot_reasons": "ua:headless,header:missing_sec_ch_ua,header:missing_sec_fetch,"
+        "header:missing_accept_language",
+        "__bot": "1",
+    }
 
 
 def test_every_listed_instance_is_a_bot_and_both_regex_engines_agree() -> None:
@@ -148,7 +172,7 @@ def test_every_listed_instance_is_a_bot_and_both_regex_engines_agree() -> None:
     entries = _crawler_list().entries
     checked = 0
     for listed in _listed_entries():
-        if listed["pattern"] in ALLOWED_PATTERNS:
+        if listed["pattern"] in ALLOWED_PATTERNS | HEADLESS_PATTERNS:
             continue
         for instance in listed["instances"]:
             index = _crawler_list().first_match(instance)

@@ -24,6 +24,11 @@ CACHE_SIZE: Final = 5000
 # Patterns of the list that the upstream oracle requires to pass (apps/api/src/bots/index.test.ts):
 # `axios/1.6.0` is a backend client there, as upstream also removed its node/Node.js tokens.
 ALLOWED_PATTERNS: Final = frozenset({"axios"})
+# Headless browsers run real page code (and real users' test suites, previews, prerenderers): their
+# events are kept and marked `ua:headless` instead of dropped, so a filter can still exclude them.
+HEADLESS_PATTERNS: Final = frozenset({"HeadlessChrome", "PhantomJS", "Playwright", "Puppeteer", "Selenium"})
+_HEADLESS_UA = re.compile("|".join(sorted(HEADLESS_PATTERNS)), re.IGNORECASE)
+HEADLESS_REASON: Final = "ua:headless"
 
 # The entry's first tag decides the type: upstream's category names where one fits, plain words otherwise.
 BOT_TYPE_BY_TAG: Final[Mapping[str, str]] = {
@@ -91,7 +96,7 @@ def _crawler_list() -> _CrawlerList:
     # ~0.2 s: parse the package's JSON and build the regex set, once.
     raw = resources.files("crawleruseragents").joinpath("crawler-user-agents.json").read_bytes()
     entries = msgspec.json.decode(raw, type=list[_CrawlerEntry])
-    kept = [entry for entry in entries if entry.pattern not in ALLOWED_PATTERNS]
+    kept = [entry for entry in entries if entry.pattern not in ALLOWED_PATTERNS | HEADLESS_PATTERNS]
     # The set reports the first matching entry, so the longest (most specific) patterns go first:
     # `node-fetch` ("HTTP library") must win over `Fetch\/` ("Crawler") for `node-fetch/1.0`.
     return _CrawlerList(sorted(kept, key=lambda entry: len(entry.pattern), reverse=True))
@@ -170,6 +175,8 @@ def soft_bot_reasons(
     if not ua or parse_user_agent(ua).is_server:
         return []
     reasons: list[str] = []
+    if _HEADLESS_UA.search(ua):
+        reasons.append(HEADLESS_REASON)
     if is_datacenter_ip:
         reasons.append(f"{DATACENTER_REASON}:AS{asn}" if asn is not None else DATACENTER_REASON)
     if "Mozilla/" in ua:

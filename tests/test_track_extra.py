@@ -84,3 +84,18 @@ def test_accepted_events_are_published_on_the_bus(server: LiveServer, site: Site
         return [(await asyncio.wait_for(sub.get(), 5)).name for _ in range(n)]  # type: ignore[attr-defined]
 
     assert server.call(take(2)) == ["session_start", "screen_view"]
+
+
+def test_data_version_moves_with_each_flush_of_the_project(server: LiveServer, site: Site) -> None:
+    writer = server.runtime.ingest.writer
+    assert writer.data_version(site.project.id) == 0
+    site.track(screen_view())
+    server.flush()
+    first = writer.data_version(site.project.id)
+    assert first >= 1
+    server.flush()  # nothing new: no bump
+    assert writer.data_version(site.project.id) == first
+    site.track({"type": "track", "payload": {"name": "again"}})
+    server.flush()
+    assert writer.data_version(site.project.id) == first + 1
+    assert writer.data_version("other-project") == 0

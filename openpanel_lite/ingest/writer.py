@@ -147,6 +147,7 @@ class StoreWriter:
         self._pending: deque[_Pending] = deque()
         self._pending_weight = 0
         self._flushed_upto = 0  # the store's watermark as far as this writer knows
+        self._versions: dict[str, int] = {}
         self._taken_upto = 0  # highest seq in memory or flushed
         self._checkpointed_upto = 0  # the watermark at this process's last successful checkpoint
         self._live = False
@@ -329,9 +330,22 @@ class StoreWriter:
                 self._pending.popleft()
             self._pending_weight -= weight
             self._flushed_upto = items[-1].seq
+            self._bump_versions(batch)
             if self._metrics is not None:
                 self._metrics.store_writes_total.inc()
             return True
+
+    def _bump_versions(self, batch: WriteBatch) -> None:
+        """Count writes per project, so caches keyed by (query, version) never outlive a flush."""
+        tables = batch.tables().values()
+        projects = {row.project_id for rows in tables for row in rows if hasattr(row, "project_id")}
+        projects.update(link.project_id for link in batch.profile_links)
+        for project_id in projects:
+            self._versions[project_id] = self._versions.get(project_id, 0) + 1
+
+    def data_version(self, project_id: str) -> int:
+        """Bumped after every store write that touched the project (0 before the first)."""
+        return self._versions.get(project_id, 0)
 
     async def _skip_stored(self) -> None:
         try:

@@ -16,6 +16,15 @@ class QueryError(ValueError):
     """A query that cannot be answered; the message names the offending part."""
 
 
+class ParamError(QueryError):
+    """A bad request parameter; `param` names it (e.g. "range", "interval", "f") for the 400 body."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+        self.detail = message
+
+
 class Metric(StrEnum):
     """What is counted. Definitions follow upstream's overview (openpanel-facts §3.4)."""
 
@@ -83,6 +92,13 @@ class FilterOperator(StrEnum):
     LT = "lt"
     GTE = "gte"
     LTE = "lte"
+
+
+class Grain(StrEnum):
+    """The table a query is answered from; see storage/sql.py for what each means."""
+
+    SESSIONS = "sessions"
+    EVENTS = "events"
 
 
 class Property(msgspec.Struct, frozen=True):
@@ -177,6 +193,9 @@ class Query(msgspec.Struct, frozen=True, kw_only=True):
     limit: int | None = None
     offset: int = 0
     order: tuple[Order, ...] = ()
+    # None: chosen from the fields (storage/sql.py choose_grain). SESSIONS forces the sessions table,
+    # event-only filters then keep the sessions that have a matching event (upstream's overview).
+    grain: Grain | None = None
 
     def __post_init__(self) -> None:
         if not self.metrics:

@@ -13,6 +13,7 @@ from openpanel_lite.query import (
     Filter,
     FilterOperator,
     FilterValue,
+    Grain,
     Metric,
     Property,
     Query,
@@ -20,20 +21,16 @@ from openpanel_lite.query import (
 )
 from openpanel_lite.storage.dialects import Dialect, ParamKind
 
-
-class Grain(StrEnum):
-    """The table a query is answered from (openpanel-facts §3.4).
-
-    sessions: when every dimension and filter is a session column, as on the overview. Versioned
-    rows are aggregated with sum(sign), so cancelled versions drop out.
-    events: as soon as a dimension or filter needs an event column (name, path, properties …).
-    Event metrics count the matching events; bounce rate and session duration come from the
-    collapsed sessions those events belong to; filters on session-only columns (entry/exit pages)
-    become a semi-join on the session id.
-    """
-
-    SESSIONS = "sessions"
-    EVENTS = "events"
+# Grain (query.py): the table a query is answered from (openpanel-facts §3.4).
+#
+# sessions: when every dimension and filter is a session column, as on the overview. Versioned
+# rows are aggregated with sum(sign), so cancelled versions drop out. When forced (Query.grain),
+# filters on event-only fields keep the sessions that have a matching event in the range, which is
+# how upstream's overview treats a page filter in its top-N tables.
+# events: as soon as a dimension or filter needs an event column (name, path, properties …).
+# Event metrics count the matching events; bounce rate and session duration come from the
+# collapsed sessions those events belong to; filters on session-only columns (entry/exit pages)
+# become a semi-join on the session id.
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +188,14 @@ class _Params:
 
 
 def choose_grain(q: Query) -> Grain:
-    """Sessions when every dimension and filter exists there, else events (see Grain)."""
+    """q.grain when set, else sessions when every dimension and filter exists there, else events."""
+    if q.grain is Grain.SESSIONS:
+        for dim in q.dimensions:
+            if _column(dim, Grain.SESSIONS) is None:
+                raise QueryError(f"dimensions: {_name(dim)} is an event field and the query reads sessions")
+        return Grain.SESSIONS
     fields = [*q.dimensions, *(f.field for f in q.filters)]
-    if all(_column(f, Grain.SESSIONS) is not None for f in fields):
+    if q.grain is None and all(_column(f, Grain.SESSIONS) is not None for f in fields):
         return Grain.SESSIONS
     for dim in q.dimensions:
         if _column(dim, Grain.EVENTS) is None:
@@ -201,6 +203,10 @@ def choose_grain(q: Query) -> Grain:
                 f"dimensions: {dim} is a session column and cannot be combined with event fields"
             )
     return Grain.EVENTS
+
+
+def _name(field: Dimension | Property) -> str:
+    return field.value if isinstance(field, Dimension) else f"properties.{field.key}"
 
 
 def result_columns(q: Query) -> tuple[str, ...]:
@@ -296,14 +302,22 @@ def _base(q: Query, grain: Grain, params: _Params) -> str:
         f"{alias}.created_at >= {params.bind(start, ParamKind.TIMESTAMP, 'start')}",
         f"{alias}.created_at < {params.bind(end, ParamKind.TIMESTAMP, 'end')}",
     ]
-    session_only: list[Filter] = []
+    other_grain: list[Filter] = []
     for f in q.filters:
         if _column(f.field, grain) is None:
-            session_only.append(f)  # only reachable on the events grain: entry/exit pages
+            other_grain.append(f)  # entry/exit pages on events; event fields on forced sessions
         else:
             where.append(_filter_sql(f, _field_sql(f.field, grain, params), params))
-    if session_only:
-        conds = [_filter_sql(f, _field_sql(f.field, Grain.SESSIONS, params), params) for f in session_only]
+    if other_grain and grain is Grain.SESSIONS:
+        conds = [_filter_sql(f, _field_sql(f.field, Grain.EVENTS, params), params) for f in other_grain]
+        # Same project and range as the sessions: a session counts when one of its events matches.
+        where.append(
+            f"s.id IN (SELECT e.session_id FROM events AS e WHERE e.project_id = {project} AND "
+            f"e.created_at >= {d.param('start', ParamKind.TIMESTAMP)} AND "
+            f"e.created_at < {d.param('end', ParamKind.TIMESTAMP)} AND " + " AND ".join(conds) + ")"
+        )
+    elif other_grain:
+        conds = [_filter_sql(f, _field_sql(f.field, Grain.SESSIONS, params), params) for f in other_grain]
         # A version pair (+1, -1) matches or misses together, so sum(sign) > 0 keeps exactly the
         # sessions whose current version matches.
         where.append(

@@ -1,7 +1,10 @@
-"""GET /op1.js: our browser tracker (web/static/tracker/op1.js), served next to /track.
+"""GET /op1.js: our browser tracker (web/static/tracker/op1.js, built from op1.src.js), served next to /track.
 
-The file is read once, on first use; published tracker versions never change (a change is op2.js), so a
-day of caching is safe and the ETag lets a browser revalidate for free afterwards.
+The file is read once, on first use. Published tracker versions never change (a change is op2.js), and the
+snippet loads `/op1.js?v=<version>`, the first 8 hex digits of the file's sha256: a request whose `v` is the
+current file's version may be cached for a year as immutable. Plain `/op1.js`, which existing OpenPanel
+snippets load once their host points here, and a `v` of another build get a day of caching; the ETag lets a
+browser revalidate for free afterwards.
 """
 
 from __future__ import annotations
@@ -18,18 +21,21 @@ from openpanel_lite import paths
 TRACKER_FILE: Final = "static/tracker/op1.js"
 CONTENT_TYPE: Final = "application/javascript; charset=utf-8"
 CACHE_CONTROL: Final = "public, max-age=86400"
+CACHE_CONTROL_VERSIONED: Final = "public, max-age=31536000, immutable"
 
 
 @dataclass(frozen=True)
 class TrackerFile:
     body: bytes
     etag: str  # quoted strong validator, as sent in the ETag header
+    version: str  # the `v` query parameter of the snippet's URL: first 8 hex digits of the sha256
 
 
 @functools.cache
 def tracker_file() -> TrackerFile:
     body = (paths.web_dir() / TRACKER_FILE).read_bytes()
-    return TrackerFile(body=body, etag=f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+    digest = hashlib.sha256(body).hexdigest()
+    return TrackerFile(body=body, etag=f'"{digest[:32]}"', version=digest[:8])
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -45,10 +51,12 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 @get("/op1.js", sync_to_thread=False, include_in_schema=False)
 def tracker_js(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """The tracker script, cacheable for a day, loadable from any origin."""
+    """The tracker script, loadable from any origin: a year's immutable cache for the current version's
+    URL (`?v=<version>`), a day's otherwise."""
     tracker = tracker_file()
+    versioned = request.query_params.get("v") == tracker.version
     headers = {
-        "cache-control": CACHE_CONTROL,
+        "cache-control": CACHE_CONTROL_VERSIONED if versioned else CACHE_CONTROL,
         "etag": tracker.etag,
         "access-control-allow-origin": "*",
     }

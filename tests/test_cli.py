@@ -74,7 +74,7 @@ def test_user_project_client_round_trip(data_dir: Path) -> None:
     assert UUID_RE.match(proj["client_id"])
     assert re.fullmatch(r"sec_[0-9a-f]{20}", proj["client_secret"])
     assert f'"clientId":"{proj["client_id"]}"' in proj["snippet"]
-    assert 'src="http://127.0.0.1:3000/op1.js"' in proj["snippet"]
+    assert 'src="http://127.0.0.1:3000/op1.js?v=' in proj["snippet"]
 
     # The same name again gets a suffixed slug, as OpenPanel does.
     again = run_json("project", "create", "Demo", "--domain", "example.org", "--data-dir", d)

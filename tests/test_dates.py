@@ -125,6 +125,9 @@ def test_custom_default_intervals(start: datetime, end: datetime, interval: Inte
     assert (p.previous.start, p.previous.end) == (start - (end - start), start)
 
 
+DAY = Interval.DAY
+
+
 def test_interval_limits() -> None:
     with pytest.raises(ParamError, match="minute is not allowed") as e:
         resolve_period(RangeName.TODAY, "UTC", NOW, interval=Interval.MINUTE)

@@ -13,7 +13,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
-from openpanel_lite import __version__, logs, ops, paths
+from openpanel_lite import __version__, dashboard, logs, ops, paths
 from openpanel_lite.api import export as export_api
 from openpanel_lite.config import Config
 from openpanel_lite.ingest import routes as ingest_routes
@@ -53,6 +53,7 @@ def create_app(
             ops.router,
             ingest_routes.router,
             export_api.router,
+            *dashboard.routers(),
             create_static_files_router(path="/static", directories=[web / "static"], include_in_schema=False),
         ],
         dependencies={

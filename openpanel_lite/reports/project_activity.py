@@ -10,7 +10,9 @@ from openpanel_lite.storage.sql import compile_query
 from openpanel_lite.storage.sql_list import EventListQuery, compile_event_list
 
 
-def daily_sessions(store: EventStore, project_id: str, timezone: str, *, last_day: date, days: int) -> list[int]:
+def daily_sessions(
+    store: EventStore, project_id: str, timezone: str, *, last_day: date, days: int
+) -> list[int]:
     """Sessions per local day for the `days` days ending with `last_day` (inclusive), oldest first.
 
     Days without sessions are 0, so the list always has `days` entries.

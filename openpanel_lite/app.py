@@ -15,6 +15,7 @@ from litestar.template import TemplateConfig
 
 from openpanel_lite import __version__, dashboard, logs, ops, paths
 from openpanel_lite.api import export as export_api
+from openpanel_lite.api import query_routes
 from openpanel_lite.config import Config
 from openpanel_lite.ingest import routes as ingest_routes
 from openpanel_lite.meta.db import MetaDB
@@ -53,6 +54,7 @@ def create_app(
             ops.router,
             ingest_routes.router,
             export_api.router,
+            query_routes.router,
             *dashboard.routers(),
             create_static_files_router(path="/static", directories=[web / "static"], include_in_schema=False),
         ],

@@ -12,14 +12,14 @@ reset it with an account of their own; the price is that logins themselves count
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
 from openpanel_lite.dashboard.forms import FormError, read_form
@@ -119,7 +119,7 @@ def home(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> 
 def login_page(
     request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
-    next_: str = Parameter(query="next", default=""),
+    next_: Annotated[str, QueryParameter(query="next")] = "",
 ) -> Template | Redirect:
     if users.count_users(runtime.meta) == 0:
         return Redirect(ONBOARDING_PATH, status_code=303)

@@ -13,6 +13,7 @@ import msgspec
 from litestar import Request, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from openpanel_lite.dashboard.forms import FormError, read_form
@@ -63,7 +64,7 @@ def _page(
 
 @get("/p/{project_id:str}/clients", sync_to_thread=False, include_in_schema=False)
 def clients_page(
-    runtime: NamedDependency[Runtime], viewer: NamedDependency[Viewer], project_id: str
+    runtime: NamedDependency[Runtime], viewer: NamedDependency[Viewer], project_id: FromPath[str]
 ) -> Template:
     project, role = project_role(runtime, viewer, project_id)
     return _page(runtime, viewer, project, owner=role == "owner")
@@ -74,7 +75,7 @@ async def create_client(
     request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
     viewer: NamedDependency[Viewer],
-    project_id: str,
+    project_id: FromPath[str],
 ) -> Template:
     project = project_access(runtime, viewer, project_id, owner=True)
     try:
@@ -94,7 +95,10 @@ async def create_client(
 
 @post("/p/{project_id:str}/clients/{client_id:str}/revoke", include_in_schema=False)
 async def revoke_client(
-    runtime: NamedDependency[Runtime], viewer: NamedDependency[Viewer], project_id: str, client_id: str
+    runtime: NamedDependency[Runtime],
+    viewer: NamedDependency[Viewer],
+    project_id: FromPath[str],
+    client_id: FromPath[str],
 ) -> Redirect:
     project = project_access(runtime, viewer, project_id, owner=True)
     client = clients.get_client(runtime.meta, client_id)

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from litestar import Request, get, post
 from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from openpanel_lite.dashboard.forms import FormError, read_form
@@ -62,7 +63,7 @@ def _page(
 
 @get("/p/{project_id:str}/members", sync_to_thread=False, include_in_schema=False)
 def members_page(
-    runtime: NamedDependency[Runtime], viewer: NamedDependency[Viewer], project_id: str
+    runtime: NamedDependency[Runtime], viewer: NamedDependency[Viewer], project_id: FromPath[str]
 ) -> Template:
     project, role = project_role(runtime, viewer, project_id)
     return _page(runtime, viewer, project, owner=role == "owner")
@@ -86,7 +87,7 @@ async def add_member(
     request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
     viewer: NamedDependency[Viewer],
-    project_id: str,
+    project_id: FromPath[str],
 ) -> Template:
     project = project_access(runtime, viewer, project_id, owner=True)
     try:
@@ -102,7 +103,10 @@ async def add_member(
 
 @post("/p/{project_id:str}/members/{user_id:str}/remove", include_in_schema=False)
 async def remove_member(
-    runtime: NamedDependency[Runtime], viewer: NamedDependency[Viewer], project_id: str, user_id: str
+    runtime: NamedDependency[Runtime],
+    viewer: NamedDependency[Viewer],
+    project_id: FromPath[str],
+    user_id: FromPath[str],
 ) -> Template | Redirect:
     project = project_access(runtime, viewer, project_id, owner=True)
     try:

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import msgspec
 from litestar import Request, get, post
 from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from openpanel_lite.dashboard.forms import FormError, lines, read_form
@@ -242,7 +243,7 @@ def _settings_page(
 
 @get("/p/{project_id:str}/settings", sync_to_thread=False, include_in_schema=False)
 def settings_page(
-    runtime: NamedDependency[Runtime], viewer: NamedDependency[Viewer], project_id: str
+    runtime: NamedDependency[Runtime], viewer: NamedDependency[Viewer], project_id: FromPath[str]
 ) -> Template:
     project, role = project_role(runtime, viewer, project_id)
     return _settings_page(viewer, ProjectForm.of(project), project, owner=role == "owner")
@@ -266,7 +267,7 @@ async def save_settings(
     request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
     viewer: NamedDependency[Viewer],
-    project_id: str,
+    project_id: FromPath[str],
 ) -> Template:
     project = project_access(runtime, viewer, project_id, owner=True)
     try:
@@ -290,8 +291,8 @@ async def save_settings(
 async def setup_page(
     runtime: NamedDependency[Runtime],
     viewer: NamedDependency[Viewer],
-    project_id: str,
-    client: str = "",
+    project_id: FromPath[str],
+    client: FromQuery[str] = "",
 ) -> Template:
     project, role = project_role(runtime, viewer, project_id)
     active = [c for c in clients.list_clients(runtime.meta, project.id, include_revoked=False)]
@@ -313,7 +314,7 @@ async def setup_page(
 
 @get("/p/{project_id:str}/setup/status", include_in_schema=False)
 async def setup_status(
-    runtime: NamedDependency[Runtime], viewer: NamedDependency[Viewer], project_id: str
+    runtime: NamedDependency[Runtime], viewer: NamedDependency[Viewer], project_id: FromPath[str]
 ) -> Template:
     project = project_access(runtime, viewer, project_id)
     seen = await asyncio.to_thread(first_event_seen, runtime, project.id)

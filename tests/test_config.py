@@ -111,7 +111,9 @@ def test_secret_from_file(tmp_path: Path) -> None:
 def test_secret_file_and_value_both_set_is_an_error(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("a")
-    with pytest.raises(ConfigError, match=r"^storage\.clickhouse\.password and storage\.clickhouse\.password_file"):
+    with pytest.raises(
+        ConfigError, match=r"^storage\.clickhouse\.password and storage\.clickhouse\.password_file"
+    ):
         load(
             None,
             {

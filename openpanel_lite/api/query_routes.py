@@ -18,7 +18,7 @@ import msgspec
 from litestar import Request, Response, Router, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import PathParameter, QueryParameter
 
 from openpanel_lite.api.export import ApiError, authorize_reader
 from openpanel_lite.dashboard.session import current_session
@@ -47,20 +47,27 @@ _ERRORS = {
     404: ResponseSpec(ErrorBody, description="No such project, or not a member of it"),
 }
 
+
+def _doc(description: str, name: str | None = None) -> Any:
+    return QueryParameter(description=description, name=name)
+
+
+ProjectParam = Annotated[str, PathParameter(description="the project's id")]
+DimensionParam = Annotated[
+    str, PathParameter(description="a dimension, pages, events, link_out, properties.<key>")
+]
 # The dashboard URL's parameters, declared so that they are listed in the OpenAPI schema.
 RangeParam = Annotated[
-    str | None,
-    Parameter(query="range", description="30min, lastHour, last24h, today, yesterday, 7d, 30d (default), …"),
+    str | None, _doc("30min, lastHour, last24h, today, yesterday, 7d, 30d (default) …", "range")
 ]
-IntervalParam = Annotated[
-    str | None, Parameter(description="minute, hour, day, week or month; default by range")
-]
-StartParam = Annotated[str | None, Parameter(description="custom range start: YYYY-MM-DD or ISO datetime")]
-EndParam = Annotated[str | None, Parameter(description="custom range end (a date is inclusive)")]
-FParam = Annotated[list[str] | None, Parameter(description="a filter: field,operator[,value]; repeatable")]
-FiltersParam = Annotated[
-    str | None, Parameter(description='JSON: [{"name": "country", "operator": "is", "value": ["SE"]}]')
-]
+IntervalParam = Annotated[str | None, _doc("minute, hour, day, week or month; default by range")]
+StartParam = Annotated[str | None, _doc("custom range start: YYYY-MM-DD or ISO datetime")]
+EndParam = Annotated[str | None, _doc("custom range end (a date is inclusive)")]
+FParam = Annotated[list[str] | None, _doc("a filter: field,operator[,value]; repeatable")]
+FiltersParam = Annotated[str | None, _doc('JSON: [{"name": "country", "operator": "is", "value": ["SE"]}]')]
+LimitParam = Annotated[str | None, _doc(f"rows, 1..{MAX_LIMIT} ({DEFAULT_LIMIT})")]
+OffsetParam = Annotated[str | None, _doc("rows to skip (0)")]
+MetricParam = Annotated[str | None, _doc("a card metric, e.g. unique_visitors")]
 
 
 def _error(status: int, message: str, param: str | None = None) -> Response[ErrorBody]:
@@ -125,7 +132,7 @@ def _query(
 async def cards(
     request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
-    project_id: str,
+    project_id: ProjectParam,
     range_: RangeParam = None,
     interval: IntervalParam = None,
     start: StartParam = None,
@@ -142,8 +149,8 @@ async def cards(
 async def series(
     request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
-    project_id: str,
-    metric: Annotated[str | None, Parameter(description="a card metric, e.g. unique_visitors")] = None,
+    project_id: ProjectParam,
+    metric: MetricParam = None,
     range_: RangeParam = None,
     interval: IntervalParam = None,
     start: StartParam = None,
@@ -161,10 +168,14 @@ async def series(
 async def top(
     request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
-    project_id: str,
-    dimension: str,
-    limit: Annotated[str | None, Parameter(description=f"rows, 1..{MAX_LIMIT} ({DEFAULT_LIMIT})")] = None,
-    offset: Annotated[str | None, Parameter(description="rows to skip (0)")] = None,
+    project_id: ProjectParam,
+    dimension: Annotated[
+        str, PathParameter(description="a dimension, pages, events, link_out, properties.<key>")
+    ],
+    limit: Annotated[
+        str | None, QueryParameter(description=f"rows, 1..{MAX_LIMIT} ({DEFAULT_LIMIT})")
+    ] = None,
+    offset: Annotated[str | None, QueryParameter(description="rows to skip (0)")] = None,
     range_: RangeParam = None,
     interval: IntervalParam = None,
     start: StartParam = None,
@@ -186,7 +197,9 @@ async def top(
 
 
 @get("/live", summary="Visitors with an event in the last 5 minutes", responses=_ERRORS)
-async def live(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime], project_id: str) -> Live:
+async def live(
+    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime], project_id: ProjectParam
+) -> Live:
     project = await _project(request, runtime, project_id)
     return await asyncio.to_thread(Reports.for_runtime(runtime).live_visitors, project.id)
 

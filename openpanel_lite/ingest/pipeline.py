@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from openpanel_lite import ids
 from openpanel_lite.ingest import identity, properties, urls
 from openpanel_lite.ingest.bots import bot_properties, soft_bot_reasons
 from openpanel_lite.ingest.event_filters import should_drop
@@ -284,7 +285,7 @@ def _event_uuid(value: object) -> uuid.UUID:
             return uuid.UUID(value)
         except ValueError:
             pass
-    return uuid.uuid4()
+    return ids.uuid4()
 
 
 def _anonymous_profile(start: EventRow) -> ProfileRow:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 import msgspec
 
+from openpanel_lite import ids
 from openpanel_lite.bus import EventBus
 from openpanel_lite.ingest import identity, schemas
 from openpanel_lite.ingest.auth import AuthError, Authorized, IngestAuth
@@ -280,7 +280,7 @@ class IngestService:
             path = payload.properties.get("__path", payload.properties.get("path"))
             if isinstance(path, str) and path:
                 row = BotEventRow(
-                    id=uuid.uuid4(),
+                    id=ids.uuid4(),
                     project_id=project_id,
                     name=name,
                     type=kind,

@@ -7,7 +7,6 @@ Deviation (§10.10): a session_end always carries its own session's fields, neve
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,6 +14,7 @@ from typing import Literal
 
 import msgspec
 
+from openpanel_lite import ids
 from openpanel_lite.ingest import identity
 from openpanel_lite.storage.rows import EventRow, ProfileLink, SessionRow
 
@@ -137,7 +137,7 @@ class SessionTracker:
             out_events.append(
                 msgspec.structs.replace(
                     event,
-                    id=uuid.uuid4(),
+                    id=ids.uuid4(),
                     name=SESSION_START,
                     created_at=event.created_at - timedelta(milliseconds=100),
                     revenue=0,
@@ -202,7 +202,7 @@ class SessionTracker:
 
     def session_end_event(self, row: SessionRow) -> EventRow:
         return EventRow(
-            id=uuid.uuid4(),
+            id=ids.uuid4(),
             name=SESSION_END,
             project_id=row.project_id,
             device_id=row.device_id,

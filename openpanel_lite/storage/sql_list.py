@@ -8,10 +8,10 @@ from datetime import datetime
 
 import msgspec
 
-from openpanel_lite.query import Filter, QueryError
+from openpanel_lite.query import Filter, Grain, QueryError
 from openpanel_lite.storage.columns import column_names
 from openpanel_lite.storage.dialects import Dialect, ParamKind
-from openpanel_lite.storage.sql import Grain, _column, _field_sql, _filter_sql, _Params
+from openpanel_lite.storage.sql import _column, _field_sql, _filter_sql, _Params
 
 EVENT_COLUMNS = frozenset(column_names("events"))
 

@@ -5,6 +5,7 @@ Exact strings where the output is ours to define; hostile labels everywhere data
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -525,6 +526,38 @@ def test_table_options() -> None:
     ) in html
     assert 'href="/p?tab=entry" hx-get="#"' in html
     assert "<script" not in html
+
+
+def test_table_accepts_objects() -> None:
+    """Rows and the table may be objects (msgspec Structs, dataclasses) as well as dicts."""
+
+    @dataclasses.dataclass
+    class Row:
+        name: str
+        filter_url: str
+        sessions: int
+        pageviews: int
+        url: str | None = None
+
+    @dataclasses.dataclass
+    class Table:
+        id: str
+        title: str
+        dimension: str
+        rows: list[Row]
+        columns: None = None
+        tabs: None = None
+        top: None = None
+        hx_target: None = None
+        empty_text: None = None
+        lazy_url: None = None
+
+    table = Table(
+        "w-c", "Countries", "Country", [Row("Sweden", "?f=country,is,SE", 3, 4), Row("Chile", "?x", 1, 1)]
+    )
+    html = env().get_template("dashboard/_table.html").render(table=table)
+    assert re.findall(r"<td>([^<]*)</td>", html) == ["3", "4", "1", "1"]
+    assert re.findall(r'<rect width="([\d.]+)"', html) == ["100.0", "33.3"]
 
 
 def test_table_empty_and_lazy() -> None:

@@ -4,7 +4,7 @@
 Each test states an invariant that holds for *any* input a client can send: the validator only ever
 answers with ValidationFailed / Unsupported, stored properties stay within the limits, the URL,
 referrer, user-agent, bot, identity, client-IP and Origin functions never raise and keep their
-documented shapes. Known bugs are strict xfails (see the reason of each).
+documented shapes. Bugs it found are kept as regression tests.
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ from openpanel_lite.ingest.useragent import (
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TINY = settings(max_examples=15, deadline=None)
-# Known bugs (strict xfail): stop at the first failure, no shrinking, no example database.
-KNOWN_BUG = settings(max_examples=10, deadline=None, phases=[Phase.generate], database=None)
+# Regression tests for bugs these properties found: few examples, no shrinking, no example database.
+REGRESSION = settings(max_examples=10, deadline=None, phases=[Phase.generate], database=None)
 
 # --- shared strategies -------------------------------------------------------------------------
 
@@ -106,7 +106,8 @@ HEADER_TEXT = st.text(HEADER_CHAR, max_size=80).filter(lambda t: not _SURROGATE.
 
 # Integers msgspec can still decode (it refuses more than 4300 digits, like int()).
 HUGE_INT = st.builds(lambda digits, sign: sign * 10**digits, st.integers(0, 4299), st.sampled_from([1, -1]))
-# Integers a float can hold: the validator's number checks go through float (see the xfail below).
+# Integers a float can hold: the validator's number checks go through float
+# (see test_increment_value_beyond_float_range).
 FLOAT_RANGE_INT = st.integers(min_value=-(10**300), max_value=10**300)
 
 # DNS labels and domains (never starting with 'www.', which clean_domain strips).
@@ -188,7 +189,7 @@ def _beyond_float(value: Any) -> bool:
 @FAST
 @given(bodies)
 def test_parse_envelope_only_raises_validation_errors(body: Any) -> None:
-    # Covered by the xfail test_increment_value_beyond_float_range below (OverflowError today).
+    # Covered by test_increment_value_beyond_float_range below (was an OverflowError, a 500).
     assume(
         not (
             isinstance(body, dict)
@@ -255,11 +256,7 @@ def test_parse_envelope_accepts_what_the_json_decoder_produces(kind: str, payloa
     assert outcomes[0] == outcomes[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schemas._increment: math.isfinite() on an int beyond float range raises OverflowError (a 500)",
-)
-@KNOWN_BUG
+@REGRESSION
 @given(st.sampled_from(["increment", "decrement"]), st.integers(309, 4299), st.sampled_from([1, -1]))
 def test_increment_value_beyond_float_range(kind: str, digits: int, sign: int) -> None:
     raw = b'{"type":"%s","payload":{"profileId":"p1","property":"visits","value":%s1%s}}' % (
@@ -691,15 +688,12 @@ def test_clean_properties_limits_and_strips(props: dict[str, Any], page: str | N
             continue
         assert _cut_of(value, flat[key])
         if value == flat[key]:
-            assert value == value.strip()  # trimmed (a cut value: see the xfail below)
+            assert value == value.strip()  # trimmed, cut values included
     for key in server:
         assert key in out  # path keys are added first, never crowded out
 
 
-@pytest.mark.xfail(
-    strict=True, reason="properties._cut_utf8: a value cut at 2 KiB can end in whitespace (not re-trimmed)"
-)
-@KNOWN_BUG
+@REGRESSION
 @given(
     st.text(st.characters(exclude_categories=["Z", "Cc", "Cs"]), max_size=200),
     st.sampled_from([" ", "\t", "\u3000", "\u00a0"]),
@@ -801,7 +795,7 @@ def _check_parsed_path(raw: str) -> None:
         text.encode("utf-8")  # no lone surrogates left to break storage
     assert p.hash == "" or p.hash.startswith("#")
     if p.origin:
-        assert re.fullmatch(r"https?://[^/?#]+", p.origin), p.origin  # forbidden host chars: xfail below
+        assert re.fullmatch(r"https?://[^/?#]+", p.origin), p.origin  # forbidden host chars: see below
         assert p.path.startswith("/") and p.path.isascii() and not re.search(r"[\s#?]", p.path)
         assert not any(seg.lower() in _DOT_SEGMENTS for seg in p.path.split("/"))
         again = parse_path(p.origin + p.path)
@@ -838,12 +832,7 @@ def test_dot_segments_are_resolved(start: str, segments: list[str], tail: str) -
     assert p.origin == ORIGINS[start]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="urls._split keeps hosts with WHATWG forbidden code points (space < > ^ |) as the origin; "
-    "new URL() throws on them (upstream: origin '', path = the raw string)",
-)
-@KNOWN_BUG
+@REGRESSION
 @given(label, st.sampled_from([" ", "<", ">", "^", "|"]), label, schemes)
 def test_forbidden_host_code_points_give_no_origin(left: str, bad: str, right: str, scheme: str) -> None:
     assert parse_path(f"{scheme}{left}{bad}{right}.com/x").origin == ""
@@ -1306,15 +1295,11 @@ def test_plain_entry_matches_its_own_origin(host: str, scheme: str, slash: bool,
 @FAST
 @given(domains, st.lists(label, min_size=1, max_size=3), schemes)
 def test_wildcard_matches_subdomains(host: str, sub: list[str], scheme: str) -> None:
-    assume(sub[0] != "www")  # www.<host> under *.<host>: see the xfail below
+    assume(sub[0] != "www")  # www.<host> under *.<host>: see below
     assert origin_allowed(f"{scheme}{'.'.join(sub)}.{host}", (f"*.{host}",))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="auth.origin_allowed: clean_domain strips 'www.' from the Origin, so *.H rejects https://www.H",
-)
-@KNOWN_BUG
+@REGRESSION
 @given(domains, schemes)
 def test_wildcard_matches_the_www_subdomain(host: str, scheme: str) -> None:
     assert origin_allowed(f"{scheme}www.{host}", (f"*.{host}",))

@@ -95,6 +95,8 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
     if not _ORIGIN.match(text):
         return False  # "null", userinfo tricks, paths: not a browser origin we accept
     host = clean_domain(text)
+    # Wildcards test the full host: www.example.com is a subdomain of *.example.com.
+    full_host = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text).removesuffix("/")
     for entry in allowed:
         pattern = clean_domain(entry)
         if not pattern:
@@ -103,7 +105,7 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
             return True
         if pattern.startswith("*."):
             suffix = pattern[1:]  # ".example.com" (optionally with a port)
-            if host.endswith(suffix) and len(host) > len(suffix) and "*" not in suffix:
+            if full_host.endswith(suffix) and len(full_host) > len(suffix) and "*" not in suffix:
                 return True
         elif host == pattern:
             return True

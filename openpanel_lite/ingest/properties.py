@@ -176,4 +176,5 @@ def _cut_utf8(text: str, limit: int) -> str:
     data = text.encode()
     if len(data) <= limit:
         return text
-    return data[:limit].decode("utf-8", "ignore")  # 'ignore' drops a character cut in half
+    # 'ignore' drops a character cut in half; the cut may leave trailing whitespace to trim again.
+    return data[:limit].decode("utf-8", "ignore").rstrip()

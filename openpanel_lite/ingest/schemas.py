@@ -215,11 +215,17 @@ def _increment(p: dict[str, Any], direction: int) -> IncrementPayload:
     value = p.get("value", _MISSING)
     if value is _MISSING or value is None:
         value = 1
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _expected("payload/value", "number", value)
+    try:
+        number = float(value)  # a JSON integer beyond float range is not a usable number either
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
         raise _expected("payload/value", "number", value)
     if value <= 0:
         raise ValidationFailed("payload/value", "Too small: expected number to be >0")
-    return IncrementPayload(profile_id=profile_id, property=prop, value=float(value), direction=direction)
+    return IncrementPayload(profile_id=profile_id, property=prop, value=number, direction=direction)
 
 
 def _group(p: dict[str, Any]) -> GroupPayload:

@@ -24,6 +24,9 @@ _PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F))
 _PATH_SAFE = "".join(c for c in _PRINTABLE if c not in '"#<>?`{}')
 _FRAGMENT_SAFE = "".join(c for c in _PRINTABLE if c not in '"<>`')
 _PARTIAL_ESCAPE = re.compile(r"%[0-9A-Fa-f]?$")
+# WHATWG forbidden host code points (and controls): such a URL does not parse in a browser.
+# ':' is left out: an IPv6 literal's host is its address, validated by ip parsing upstream and here.
+_FORBIDDEN_HOST = re.compile(r"[\x00-\x20#%/<>?@\[\\\]^|\x7f]")
 _SINGLE_DOT = {".", "%2e"}
 _DOUBLE_DOT = {"..", ".%2e", "%2e.", "%2e%2e"}
 
@@ -93,8 +96,8 @@ def _split(text: str, *, absolute: bool) -> _Parts | None:
     if absolute:
         scheme = parts.scheme.lower()
         host = _ascii_host(parts.hostname or "")
-        if scheme not in _DEFAULT_PORTS or not host:
-            return None
+        if scheme not in _DEFAULT_PORTS or not host or _FORBIDDEN_HOST.search(host):
+            return None  # new URL() throws on these: upstream keeps the raw string as the path
         if ":" in host:
             host = f"[{host}]"
         origin = f"{scheme}://{host}"

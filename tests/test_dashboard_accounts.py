@@ -4,6 +4,7 @@ limits, CSRF on every non-GET route, and project isolation (reliability.md §5, 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import inspect
 import re
 import threading
@@ -13,8 +14,12 @@ from typing import Any
 
 import msgspec
 import pytest
+from litestar import Router
 
+from openpanel_lite import dashboard, ops
 from openpanel_lite.app import create_app
+from openpanel_lite.config import Config
+from openpanel_lite.dashboard import accounts, session
 from openpanel_lite.meta import clients, login_sessions, members, projects, users
 from openpanel_lite.meta.users import User
 from tests.dashboard_support import ADMIN_EMAIL, ADMIN_PASSWORD, Client, Reply, logged_in, login
@@ -400,3 +405,80 @@ def test_a_member_of_a_gets_404_on_every_route_of_b(server: LiveServer, two_proj
     assert mia.post(f"/p/{a}/members", {"email": "friend@example.com"}).status == 403
     listing = mia.get("/projects").text
     assert 'data-project-id="alpha"' in listing and 'data-project-id="beta"' not in listing
+
+
+# ------------------------------------------------------------------------------------------------
+# the auth secret key, CSRF token derivation, registration, landing page
+
+
+def test_auth_secret_key_is_generated_once_with_mode_0600(config: Config, tmp_path: Path) -> None:
+    key = session.auth_secret_key(config)
+    path = config.data_dir / "secret.key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert re.fullmatch(rb"[0-9a-f]{64}", key) and path.read_bytes().strip() == key
+    session._secret_key.cache_clear()  # a restart: the file is read, not replaced
+    assert session.auth_secret_key(config) == key
+
+    other = tmp_path / "other"
+    other.mkdir()
+    configured = msgspec.structs.replace(
+        config,
+        data=msgspec.structs.replace(config.data, dir=str(other)),
+        auth=msgspec.structs.replace(config.auth, secret_key="k" * 40),
+    )
+    assert session.auth_secret_key(configured) == b"k" * 40
+    assert not (other / "secret.key").exists()
+
+
+def test_csrf_token_is_the_hmac_of_the_session_seed(server: LiveServer) -> None:
+    client = logged_in(server)
+    seed = login_sessions.get_login_session(server.runtime.meta, client.cookies["op_session"])
+    assert seed is not None
+    key = (server.cfg.data_dir / "secret.key").read_bytes().strip()
+    expected = hmac.new(key, f"csrf:{seed.csrf_seed}".encode(), hashlib.sha256).hexdigest()
+    page = client.get("/projects").text
+    assert client.csrf == expected
+    assert f'hx-headers=\'{{"X-CSRF-Token": "{expected}"}}\'' in page
+
+
+def test_open_registration(tmp_path: Path) -> None:
+    cfg = live_config(tmp_path)
+    cfg = msgspec.structs.replace(cfg, auth=msgspec.structs.replace(cfg.auth, allow_registration=True))
+    srv = LiveServer(cfg)
+    try:
+        logged_in(srv)
+        anon = Client(srv)
+        page = anon.get("/register")
+        assert page.status == 200
+        anon.csrf = page.csrf_field()
+        assert 'href="/register"' in anon.get("/login").text
+        form = {"email": "new@example.com", "password": "password-1", "password_confirm": "password-1"}
+        done = anon.post("/register", form)
+        assert (done.status, done.location) == (303, "/projects")
+        assert anon.get("/projects").status == 200
+        again = Client(srv)
+        again.csrf = again.get("/register").csrf_field()
+        dup = again.post("/register", {**form, "email": "NEW@example.com"})
+        assert dup.status == 400 and "already exists" in dup.text
+        assert [u.email for u in users.list_users(srv.runtime.meta)] == [ADMIN_EMAIL, "new@example.com"]
+    finally:
+        srv.stop()
+
+
+def test_home_redirects_by_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GET / is still ops.index in the app; until accounts.home replaces it, swap it in here."""
+    ops_index = ops.index.fn
+    if any(h.fn is ops_index for r in ops.router.routes for h in getattr(r, "route_handlers", ())):
+        monkeypatch.setattr(ops, "router", Router("/", route_handlers=[ops.healthz, ops.metrics]))
+        mine = dashboard.routers
+        monkeypatch.setattr(
+            dashboard, "routers", lambda: [*mine(), Router("/", route_handlers=[accounts.home])]
+        )
+    srv = LiveServer(live_config(tmp_path))
+    try:
+        assert Client(srv).get("/").location == "/onboarding"
+        client = logged_in(srv)
+        assert Client(srv).get("/").location == "/login"
+        assert client.get("/").location == "/projects"
+    finally:
+        srv.stop()

@@ -15,6 +15,7 @@ import sys
 from openpanel_lite import logs
 from openpanel_lite.app import create_app
 from openpanel_lite.config import Config
+from openpanel_lite.ingest.fastpath import TrackFastPath
 from openpanel_lite.runtime import Runtime, StartupError
 
 
@@ -68,7 +69,7 @@ async def _serve(cfg: Config, runtime: Runtime) -> int:
 
     app.on_startup.append(announce)
     server = Server(
-        app,
+        TrackFastPath(app, runtime),
         address=cfg.server.host,
         port=cfg.server.port,
         interface=Interfaces.ASGI,

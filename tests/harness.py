@@ -22,6 +22,7 @@ from granian.server.embed import Server
 
 from openpanel_lite.app import create_app
 from openpanel_lite.config import Config
+from openpanel_lite.ingest.fastpath import TrackFastPath
 from openpanel_lite.runtime import Runtime
 
 T = TypeVar("T")
@@ -80,7 +81,11 @@ class LiveServer:
 
         app.on_startup.append(ready)
         self._server = Server(
-            app, address="127.0.0.1", port=self.cfg.server.port, interface=Interfaces.ASGI, log_enabled=False
+            TrackFastPath(app, self.runtime),
+            address="127.0.0.1",
+            port=self.cfg.server.port,
+            interface=Interfaces.ASGI,
+            log_enabled=False,
         )
         try:
             self._loop.run_until_complete(self._server.serve())

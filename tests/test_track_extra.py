@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from openpanel_lite.meta import projects
 from openpanel_lite.meta.project_filters import EventFilter, EventPropertyFilter
@@ -99,3 +100,36 @@ def test_data_version_moves_with_each_flush_of_the_project(server: LiveServer, s
     server.flush()
     assert writer.data_version(site.project.id) == first + 1
     assert writer.data_version("other-project") == 0
+
+
+def test_overload_is_shed_with_503_and_retry_after(tmp_path: Path) -> None:
+    # A disk floor above the disk's size: the spool refuses, and /track sheds before reading the body.
+    from openpanel_lite.config import load
+    from tests.ingest_support import live_config
+
+    base = live_config(tmp_path)
+    cfg = load(
+        None,
+        {},
+        {
+            "data.dir": base.data.dir,
+            "server.port": base.server.port,
+            "geoip.auto_download": False,
+            "ingest.min_free_disk_mb": 10**9,
+        },
+    )
+    srv = LiveServer(cfg)
+    try:
+        shed_site = Site(srv)
+        reply = shed_site.track(screen_view())
+        assert reply.status == 503
+        assert reply.headers["retry-after"] == "2"
+        assert reply.headers["access-control-allow-origin"] == "*"
+        assert reply.json() == {
+            "status": 503,
+            "error": "Service Unavailable",
+            "message": "Ingest is overloaded; retry later",
+        }
+        assert srv.rows("SELECT count(*) FROM events") == [(0,)]
+    finally:
+        srv.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from litestar.datastructures import MultiDict
 
 from openpanel_lite.dates import RangeName, resolve_period
 from openpanel_lite.query import (
@@ -19,7 +20,7 @@ from openpanel_lite.query import (
     Query,
     QueryError,
 )
-from openpanel_lite.reports.params import parse_filters, parse_int, parse_metric, parse_overview
+from openpanel_lite.reports.params import parse_filters, parse_int, parse_metric, parse_overview, to_params
 from openpanel_lite.storage.dialects import DUCKDB
 from openpanel_lite.storage.sql import choose_grain, compile_query
 
@@ -32,6 +33,12 @@ def test_parse_overview_defaults_and_last_value_wins() -> None:
     q = parse_overview({"range": ["7d", "today"], "interval": ["day"]}, "Asia/Kolkata", NOW)
     assert q.period == resolve_period(RangeName.TODAY, "Asia/Kolkata", NOW, interval=q.period.interval)
     assert q.period.interval == "day"
+
+
+def test_to_params_keeps_repeated_values() -> None:
+    raw = MultiDict([("f", "country,is,SE"), ("range", "7d"), ("f", "os,is,iOS")])
+    assert to_params(raw) == {"f": ["country,is,SE", "os,is,iOS"], "range": ["7d"]}
+    assert len(parse_overview(to_params(raw), "UTC", NOW).filters) == 2
 
 
 def test_filters_from_f_and_json() -> None:

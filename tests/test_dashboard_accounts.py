@@ -131,6 +131,33 @@ def test_login_and_logout(server: LiveServer) -> None:
     assert login_sessions.get_login_session(server.runtime.meta, token) is None
 
 
+def test_password_change_needs_the_current_one_and_logs_out_everywhere(server: LiveServer) -> None:
+    client = logged_in(server)
+    elsewhere = login(server, ADMIN_EMAIL, ADMIN_PASSWORD)
+    assert client.get("/account").status == 200
+    new = "a brand new passphrase"
+    wrong = client.post(
+        "/account/password", {"current_password": "nope-nope", "password": new, "password_confirm": new}
+    )
+    assert wrong.status == 400 and "The current password is wrong." in wrong.text
+    mismatch = client.post(
+        "/account/password",
+        {"current_password": ADMIN_PASSWORD, "password": new, "password_confirm": new + "x"},
+    )
+    assert mismatch.status == 400 and "The new passwords do not match." in mismatch.text
+    old_token = client.cookies["op_session"]
+    done = client.post(
+        "/account/password", {"current_password": ADMIN_PASSWORD, "password": new, "password_confirm": new}
+    )
+    assert (done.status, done.location) == (303, "/account?changed=1")
+    assert client.cookies["op_session"] != old_token
+    assert "Password changed." in client.get("/account?changed=1").text
+    assert elsewhere.get("/projects").location == "/login"  # the other browser is logged out
+    assert Client(server, cookies={"op_session": old_token}).get("/projects").location == "/login"
+    assert users.authenticate(server.runtime.meta, ADMIN_EMAIL, ADMIN_PASSWORD) is None
+    login(server, ADMIN_EMAIL, new)
+
+
 def test_login_refuses_open_redirects(server: LiveServer) -> None:
     logged_in(server)
     for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"):
@@ -340,6 +367,7 @@ def test_every_non_get_route_needs_a_csrf_token_and_same_origin(
     mine = {
         ("POST", "/login"),
         ("POST", "/logout"),
+        ("POST", "/account/password"),
         ("POST", "/onboarding"),
         ("POST", "/register"),
         ("POST", "/projects"),

@@ -1,7 +1,7 @@
 """Accounts: first-run onboarding, login, logout and (when ``auth.allow_registration``) registration.
 
-Routes: GET/POST /onboarding, GET/POST /login, POST /logout, GET/POST /register; ``home`` is the
-handler for GET / (onboarding, login or the project list).
+Routes: GET/POST /onboarding, GET/POST /login, POST /logout, GET/POST /register, GET /account and
+POST /account/password; ``home`` is the handler for GET / (onboarding, login or the project list).
 
 Login limits (reliability.md §5): every attempt is counted *before* the password is checked, per
 account and per client IP, 10 per 15 minutes each; the 11th answers 429 without verifying anything.
@@ -19,7 +19,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import QueryParameter
+from litestar.params import FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
 from openpanel_lite.dashboard.forms import FormError, read_form
@@ -37,7 +37,7 @@ from openpanel_lite.dashboard.session import (
     safe_next,
     start_session,
 )
-from openpanel_lite.meta import login_throttle, users
+from openpanel_lite.meta import login_sessions, login_throttle, users
 from openpanel_lite.meta.clock import utcnow
 from openpanel_lite.meta.errors import MetaError
 from openpanel_lite.meta.login_throttle import Attempt
@@ -47,6 +47,7 @@ from openpanel_lite.runtime import Runtime
 
 ONBOARDING_PATH = "/onboarding"
 REGISTER_PATH = "/register"
+ACCOUNT_PATH = "/account"
 
 
 class LoginForm(msgspec.Struct, kw_only=True):
@@ -278,8 +279,61 @@ async def register(request: Request[Any, Any, Any], runtime: NamedDependency[Run
     return _page(request, runtime, "auth/register.html", _signup_context(form, problem), status=400)
 
 
+# ------------------------------------------------------------------------------------------------
+# the account page: change the password
+
+
+class PasswordForm(msgspec.Struct, kw_only=True):
+    current_password: str = ""
+    password: str = ""
+    password_confirm: str = ""
+
+
+def _account_page(
+    viewer: Viewer, *, error: str | None = None, changed: bool = False, status: int = 200
+) -> Template:
+    context = {"viewer": viewer, "error": error, "changed": changed}
+    return Template("auth/account.html", context=context, status_code=status)
+
+
+@get(ACCOUNT_PATH, sync_to_thread=False, include_in_schema=False, dependencies=DEPENDENCIES)
+def account_page(viewer: NamedDependency[Viewer], changed: FromQuery[str] = "") -> Template:
+    return _account_page(viewer, changed=changed == "1")
+
+
+@post(f"{ACCOUNT_PATH}/password", include_in_schema=False, dependencies=DEPENDENCIES)
+async def change_password(
+    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime], viewer: NamedDependency[Viewer]
+) -> Template | Redirect:
+    """Needs the current password (a stolen session alone cannot lock the owner out); logs out everywhere."""
+    try:
+        form = await read_form(request, PasswordForm)
+    except FormError as e:
+        return _account_page(viewer, error=str(e), status=400)
+    if form.password != form.password_confirm:
+        return _account_page(viewer, error="The new passwords do not match.", status=400)
+    account = viewer.user.email
+    # Guessing the current password through this form counts like guessing it at the login page.
+    refused = _register_attempts(runtime, client_ip(request, runtime.cfg), account)
+    if refused is not None:
+        return _account_page(viewer, error="Too many attempts. Try again later.", status=429)
+    checked = await asyncio.to_thread(users.authenticate, runtime.meta, account, form.current_password)
+    if checked is None or checked.id != viewer.user.id:
+        return _account_page(viewer, error="The current password is wrong.", status=400)
+    login_throttle.clear_attempts(runtime.meta, f"login-account:{account}")
+    try:
+        await asyncio.to_thread(users.set_password, runtime.meta, viewer.user.id, form.password)
+    except MetaError as e:
+        return _account_page(viewer, error=str(e), status=400)
+    login_sessions.delete_sessions_for_user(runtime.meta, viewer.user.id)
+    return start_session(runtime, request, viewer.user.id, f"{ACCOUNT_PATH}?changed=1")
+
+
 # GET / is still ops.index's; `home` joins this list when that one goes (see the module docstring).
 router = Router(
     path="/",
-    route_handlers=[login_page, login, logout, onboarding_page, onboarding, register_page, register],
+    route_handlers=[
+        *(login_page, login, logout, onboarding_page, onboarding, register_page, register),
+        *(account_page, change_password),
+    ],
 )

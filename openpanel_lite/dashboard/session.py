@@ -251,6 +251,8 @@ def start_session(runtime: Runtime, request: Request[Any, Any, Any], user_id: st
     old = request.cookies.get(SESSION_COOKIE)
     if old:
         login_sessions.delete_login_session(runtime.meta, old)
+    # Housekeeping rides on logins: expired rows are refused anyway, this only keeps the table small.
+    login_sessions.purge_expired_sessions(runtime.meta)
     ttl = timedelta(hours=runtime.cfg.auth.session_ttl_hours)
     _session, token = login_sessions.create_login_session(runtime.meta, user_id, ttl=ttl)
     cookie = session_cookie(request, runtime.cfg, token, int(ttl.total_seconds()))

@@ -1,12 +1,10 @@
-"""Operational routes: /healthz, /metrics and the landing page."""
+"""Operational routes: /healthz and /metrics."""
 
 from __future__ import annotations
 
 from litestar import Response, Router, get
 from litestar.di import NamedDependency
-from litestar.response import Template
 
-from openpanel_lite import __version__
 from openpanel_lite.metrics import CONTENT_TYPE
 from openpanel_lite.runtime import Health, Runtime
 
@@ -23,12 +21,4 @@ def metrics(runtime: NamedDependency[Runtime]) -> Response[bytes]:
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
 
 
-@get("/", sync_to_thread=False, include_in_schema=False)
-def index(runtime: NamedDependency[Runtime]) -> Template:
-    return Template(
-        template_name="index.html",
-        context={"version": __version__, "base_url": runtime.cfg.base_url},
-    )
-
-
-router = Router(path="/", route_handlers=[healthz, metrics, index])
+router = Router(path="/", route_handlers=[healthz, metrics])

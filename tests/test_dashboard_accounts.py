@@ -14,12 +14,10 @@ from typing import Any
 
 import msgspec
 import pytest
-from litestar import Router
 
-from openpanel_lite import dashboard, ops
 from openpanel_lite.app import create_app
 from openpanel_lite.config import Config
-from openpanel_lite.dashboard import accounts, session
+from openpanel_lite.dashboard import session
 from openpanel_lite.meta import clients, login_sessions, members, projects, users
 from openpanel_lite.meta.users import User
 from tests.dashboard_support import ADMIN_EMAIL, ADMIN_PASSWORD, Client, Reply, logged_in, login
@@ -493,15 +491,7 @@ def test_open_registration(tmp_path: Path) -> None:
         srv.stop()
 
 
-def test_home_redirects_by_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """GET / is still ops.index in the app; until accounts.home replaces it, swap it in here."""
-    ops_index = ops.index.fn
-    if any(h.fn is ops_index for r in ops.router.routes for h in getattr(r, "route_handlers", ())):
-        monkeypatch.setattr(ops, "router", Router("/", route_handlers=[ops.healthz, ops.metrics]))
-        mine = dashboard.routers
-        monkeypatch.setattr(
-            dashboard, "routers", lambda: [*mine(), Router("/", route_handlers=[accounts.home])]
-        )
+def test_home_redirects_by_state(tmp_path: Path) -> None:
     srv = LiveServer(live_config(tmp_path))
     try:
         assert Client(srv).get("/").location == "/onboarding"

@@ -45,7 +45,7 @@ def test_wheel_contents_and_web_dir(tmp_path: Path) -> None:
     web, config = result.stdout.split()
     assert Path(web) == unpacked / "openpanel_lite" / "web"
     assert Path(config) == unpacked / "openpanel_lite" / "openpanel.toml"
-    assert (Path(web) / "templates" / "index.html").is_file()
+    assert (Path(web) / "templates" / "auth" / "login.html").is_file()
 
 
 def test_every_imported_third_party_module_is_a_declared_dependency() -> None:

@@ -329,10 +329,10 @@ async def change_password(
     return start_session(runtime, request, viewer.user.id, f"{ACCOUNT_PATH}?changed=1")
 
 
-# GET / is still ops.index's; `home` joins this list when that one goes (see the module docstring).
 router = Router(
     path="/",
     route_handlers=[
+        home,
         *(login_page, login, logout, onboarding_page, onboarding, register_page, register),
         *(account_page, change_password),
     ],

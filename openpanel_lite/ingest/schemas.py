@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from openpanel_lite.ingest.blocklist import BLOCKED_EVENT_NAME_MESSAGE, is_blocked_event_name
+from openpanel_lite.ingest.properties import MAX_DEPTH, MAX_KEY_BYTES, MAX_PROPERTIES, MAX_VALUE_BYTES
 
 PAYLOAD_TYPES: tuple[str, ...] = (
     "track",
@@ -148,7 +149,38 @@ def _properties(obj: dict[str, Any], path: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise _expected(f"{path}/properties", "record", value)
+    _check_limits(value, f"{path}/properties")
     return value
+
+
+def _check_limits(props: dict[str, Any], path: str) -> None:
+    """Reject properties over our limits with a 400 naming the limit (reliability.md §5).
+
+    Counted as stored: nested objects and arrays flatten to one property per leaf (a.b, a.0).
+    """
+    leaves = 0
+    stack: list[tuple[Any, str, int]] = [(props, path, 1)]
+    while stack:
+        node, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValidationFailed(where, f"Too deep: properties may nest at most {MAX_DEPTH} levels")
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, child in items:
+            name = str(key)
+            if isinstance(key, str) and len(name.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+                raise ValidationFailed(
+                    where, f"Property key longer than {MAX_KEY_BYTES} bytes: {name[:32]!r}…"
+                )
+            if isinstance(child, dict | list):
+                stack.append((child, f"{where}/{name}", depth + 1))
+                continue
+            leaves += 1
+            if leaves > MAX_PROPERTIES:
+                raise ValidationFailed(path, f"Too many properties: at most {MAX_PROPERTIES}")
+            if isinstance(child, str) and len(child.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES:
+                raise ValidationFailed(
+                    f"{where}/{name}", f"Property value longer than {MAX_VALUE_BYTES} bytes"
+                )
 
 
 def _string_list(obj: dict[str, Any], key: str, path: str, *, required: bool) -> tuple[str, ...]:

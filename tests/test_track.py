@@ -360,3 +360,37 @@ def test_device_id_endpoint(server: LiveServer, site: Site) -> None:
         "sessionId": sid,
         "message": "current session exists for this device id",
     }
+
+
+@pytest.mark.parametrize(
+    ("properties", "message"),
+    [
+        ({str(i): i for i in range(101)}, "body/payload/properties Too many properties: at most 100"),
+        (
+            {"k" * 65: "v"},
+            "body/payload/properties Property key longer than 64 bytes: 'kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk'",
+        ),
+        ({"v": "é" * 1025}, "body/payload/properties/v Property value longer than 2048 bytes"),
+        (
+            {"a": {"b": [{"c": "x" * 2049}]}},
+            "body/payload/properties/a/b/0/c Property value longer than 2048 bytes",
+        ),
+    ],
+)
+def test_property_limits_are_400_naming_the_limit(
+    server: LiveServer, site: Site, properties: dict[str, Any], message: str
+) -> None:
+    reply = site.track({"type": "track", "payload": {"name": "limits", "properties": properties}})
+    assert (reply.status, reply.json()) == (400, {"status": 400, "error": "Error", "message": message})
+    assert events(server, "name = 'limits'") == []
+
+
+def test_json_depth_limit(server: LiveServer, site: Site) -> None:
+    deep: Any = "x"
+    for _ in range(32):
+        deep = {"k": deep}
+    ok = site.track({"type": "track", "payload": {"name": "deep", "properties": deep}})
+    assert ok.status == 200
+    too_deep = site.track({"type": "track", "payload": {"name": "deep", "properties": {"k": deep}}})
+    assert too_deep.status == 400
+    assert too_deep.json()["message"].endswith("Too deep: properties may nest at most 32 levels")

@@ -368,7 +368,7 @@ def test_device_id_endpoint(server: LiveServer, site: Site) -> None:
         ({str(i): i for i in range(101)}, "body/payload/properties Too many properties: at most 100"),
         (
             {"k" * 65: "v"},
-            "body/payload/properties Property key longer than 64 bytes: 'kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk'",
+            "body/payload/properties Property key longer than 64 bytes: 'kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk'…",
         ),
         ({"v": "é" * 1025}, "body/payload/properties/v Property value longer than 2048 bytes"),
         (

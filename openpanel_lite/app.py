@@ -17,6 +17,7 @@ from openpanel_lite import __version__, dashboard, logs, ops, paths
 from openpanel_lite.api import export as export_api
 from openpanel_lite.api import query_routes
 from openpanel_lite.config import Config
+from openpanel_lite.dashboard import formatting
 from openpanel_lite.ingest import routes as ingest_routes
 from openpanel_lite.meta.db import MetaDB
 from openpanel_lite.runtime import Runtime
@@ -63,7 +64,12 @@ def create_app(
             "ingest": Provide(lambda: runtime.ingest.service, sync_to_thread=False),
         },
         lifespan=[lifespan],
-        template_config=TemplateConfig(directory=web / "templates", engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(
+            directory=web / "templates",
+            engine=JinjaTemplateEngine,
+            # The dashboard's number and link filters (|compact_number, |delta, |local_url …).
+            engine_callback=lambda engine: formatting.register(engine.engine),
+        ),
         openapi_config=OpenAPIConfig(title="openpanel-lite", version=__version__, path="/schema"),
         state=State({"runtime": runtime}),
         logging_config=None,

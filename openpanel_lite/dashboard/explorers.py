@@ -1,0 +1,235 @@
+"""The explorers (openpanel-facts §5.4-§5.6): events, sessions and profiles, each a list and a detail page.
+
+Routes (every one answers 404 to non-members, like all /p/... pages):
+  GET /p/{id}/events            ?name=…&f=field,operator[,value]&key=&op=&value=&page=
+  GET /p/{id}/events/{event_id}
+  GET /p/{id}/sessions          ?page=
+  GET /p/{id}/sessions/{sid}    (and /p/{id}/session?id= for ids that are no path segment)
+  GET /p/{id}/profiles          ?tab=identified|anonymous|power-users&q=&page=
+  GET /p/{id}/profiles/{pid}    (and /p/{id}/profile?id=)
+The lists answer an htmx request (filter form, pager) with their results partial only; the URL keeps
+the state, so a reload or a shared link shows the same page. Store reads run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from litestar import Request, get
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery, Parameter
+from litestar.response import Template
+
+from openpanel_lite.dashboard.explorer_links import Links, ListState
+from openpanel_lite.dashboard.session import Viewer, dashboard_router, is_htmx, project_access
+from openpanel_lite.meta.projects import Project
+from openpanel_lite.query import FilterOperator, QueryError
+from openpanel_lite.reports import events as event_reports
+from openpanel_lite.reports import profiles as profile_reports
+from openpanel_lite.reports import sessions as session_reports
+from openpanel_lite.reports.params import to_params
+from openpanel_lite.reports.service import Reports
+from openpanel_lite.runtime import Runtime
+
+OPERATORS = [op.value for op in FilterOperator]
+TABS = [
+    (profile_reports.Tab.IDENTIFIED, "Identified"),
+    (profile_reports.Tab.ANONYMOUS, "Anonymous"),
+    (profile_reports.Tab.POWER_USERS, "Power users"),
+]
+QueryId = Annotated[str, Parameter(query="id", max_length=1000)]
+
+
+def _base(viewer: Viewer, project: Project, section: str) -> dict[str, Any]:
+    return {"viewer": viewer, "project": project, "links": Links(project.id), "section": section}
+
+
+def _page_or_partial(
+    request: Request[Any, Any, Any], page: str, partial: str, context: dict[str, Any], status: int = 200
+) -> Template:
+    """The results partial for htmx (the form and pager target it), the whole page otherwise."""
+    chosen = partial if is_htmx(request) and request.headers.get("hx-boosted") != "true" else page
+    return Template(chosen, context=context, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+# ------------------------------------------------------------------------------------------------
+# events
+
+
+@get("/p/{project_id:str}/events", include_in_schema=False)
+async def events_list(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    viewer: NamedDependency[Viewer],
+    project_id: FromPath[str],
+) -> Template:
+    project = project_access(runtime, viewer, project_id)
+    context = _base(viewer, project, "events") | {"operators": OPERATORS, "error": None}
+    status = 200
+    try:
+        state = ListState.parse(request.url.path, to_params(request.query_params))
+        page = await asyncio.to_thread(
+            event_reports.event_page,
+            runtime.store,
+            project.id,
+            project.timezone,
+            names=state.names,
+            filters=state.filters,
+            page=state.page,
+        )
+    except QueryError as e:
+        # A filter the store cannot run (unknown operator, a number filter on text …): say why.
+        state = ListState(path=request.url.path)
+        page = event_reports.EventPage(total=0, page=1, per_page=event_reports.PER_PAGE, items=[])
+        context["error"], status = str(e), 400
+    names = await asyncio.to_thread(
+        event_reports.event_names, Reports.for_runtime(runtime).reader, project.id
+    )
+    context |= {"state": state, "page": page, "names": names}
+    return _page_or_partial(
+        request, "explorers/events.html", "explorers/_events_results.html", context, status
+    )
+
+
+@get("/p/{project_id:str}/events/{event_id:str}", include_in_schema=False)
+async def event_detail(
+    runtime: NamedDependency[Runtime],
+    viewer: NamedDependency[Viewer],
+    project_id: FromPath[str],
+    event_id: str,
+) -> Template:
+    project = project_access(runtime, viewer, project_id)
+    event = await asyncio.to_thread(
+        event_reports.event_detail, runtime.store, project.id, event_id, project.timezone
+    )
+    if event is None:
+        raise NotFoundException("event not found")
+    return Template("explorers/event.html", context=_base(viewer, project, "events") | {"event": event})
+
+
+# ------------------------------------------------------------------------------------------------
+# sessions
+
+
+@get("/p/{project_id:str}/sessions", include_in_schema=False)
+async def sessions_list(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    viewer: NamedDependency[Viewer],
+    project_id: FromPath[str],
+    page: FromQuery[int] = 1,
+) -> Template:
+    project = project_access(runtime, viewer, project_id)
+    found = await asyncio.to_thread(
+        session_reports.session_page, runtime.store, project.id, project.timezone, page=page
+    )
+    context = _base(viewer, project, "sessions") | {"page": found}
+    return _page_or_partial(request, "explorers/sessions.html", "explorers/_sessions_results.html", context)
+
+
+async def _session(runtime: Runtime, viewer: Viewer, project_id: str, session_id: str) -> Template:
+    project = project_access(runtime, viewer, project_id)
+    detail = await asyncio.to_thread(
+        session_reports.session_detail, runtime.store, project.id, session_id, project.timezone
+    )
+    if detail is None:
+        raise NotFoundException("session not found")
+    return Template("explorers/session.html", context=_base(viewer, project, "sessions") | {"detail": detail})
+
+
+@get("/p/{project_id:str}/sessions/{session_id:str}", include_in_schema=False)
+async def session_detail(
+    runtime: NamedDependency[Runtime],
+    viewer: NamedDependency[Viewer],
+    project_id: FromPath[str],
+    session_id: str,
+) -> Template:
+    return await _session(runtime, viewer, project_id, session_id)
+
+
+@get("/p/{project_id:str}/session", include_in_schema=False)
+async def session_detail_by_query(
+    runtime: NamedDependency[Runtime],
+    viewer: NamedDependency[Viewer],
+    project_id: FromPath[str],
+    id_: QueryId,
+) -> Template:
+    return await _session(runtime, viewer, project_id, id_)
+
+
+# ------------------------------------------------------------------------------------------------
+# profiles
+
+
+@get("/p/{project_id:str}/profiles", include_in_schema=False)
+async def profiles_list(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    viewer: NamedDependency[Viewer],
+    project_id: FromPath[str],
+    tab: FromQuery[str] = profile_reports.Tab.IDENTIFIED.value,
+    q: Annotated[str, Parameter(query="q", max_length=200)] = "",
+    page: FromQuery[int] = 1,
+) -> Template:
+    project = project_access(runtime, viewer, project_id)
+    try:
+        chosen = profile_reports.Tab(tab)
+    except ValueError:
+        chosen = profile_reports.Tab.IDENTIFIED
+    found = await asyncio.to_thread(
+        profile_reports.profile_page,
+        runtime.store,
+        project.id,
+        project.timezone,
+        tab=chosen,
+        search=q,
+        page=page,
+    )
+    context = _base(viewer, project, "profiles") | {"page": found, "tabs": TABS}
+    return _page_or_partial(request, "explorers/profiles.html", "explorers/_profiles_results.html", context)
+
+
+async def _profile(runtime: Runtime, viewer: Viewer, project_id: str, profile_id: str) -> Template:
+    project = project_access(runtime, viewer, project_id)
+    detail = await asyncio.to_thread(
+        profile_reports.profile_detail, runtime.store, project.id, profile_id, project.timezone
+    )
+    if detail is None:
+        raise NotFoundException("profile not found")
+    return Template("explorers/profile.html", context=_base(viewer, project, "profiles") | {"detail": detail})
+
+
+@get("/p/{project_id:str}/profiles/{profile_id:str}", include_in_schema=False)
+async def profile_detail(
+    runtime: NamedDependency[Runtime],
+    viewer: NamedDependency[Viewer],
+    project_id: FromPath[str],
+    profile_id: str,
+) -> Template:
+    return await _profile(runtime, viewer, project_id, profile_id)
+
+
+@get("/p/{project_id:str}/profile", include_in_schema=False)
+async def profile_detail_by_query(
+    runtime: NamedDependency[Runtime],
+    viewer: NamedDependency[Viewer],
+    project_id: FromPath[str],
+    id_: QueryId,
+) -> Template:
+    return await _profile(runtime, viewer, project_id, id_)
+
+
+router = dashboard_router(
+    [
+        events_list,
+        event_detail,
+        sessions_list,
+        session_detail,
+        session_detail_by_query,
+        profiles_list,
+        profile_detail,
+        profile_detail_by_query,
+    ]
+)

@@ -17,7 +17,10 @@ from openpanel_lite import __version__, dashboard, logs, ops, paths
 from openpanel_lite.api import export as export_api
 from openpanel_lite.api import query_routes
 from openpanel_lite.config import Config
+from openpanel_lite.dashboard import explorers as explorer_pages
 from openpanel_lite.dashboard import formatting
+from openpanel_lite.dashboard import overview as overview_page
+from openpanel_lite.dashboard import realtime as realtime_page
 from openpanel_lite.ingest import routes as ingest_routes
 from openpanel_lite.meta.db import MetaDB
 from openpanel_lite.runtime import Runtime
@@ -57,6 +60,9 @@ def create_app(
             export_api.router,
             query_routes.router,
             *dashboard.routers(),
+            realtime_page.router,
+            explorer_pages.router,
+            overview_page.router,
             create_static_files_router(path="/static", directories=[web / "static"], include_in_schema=False),
         ],
         dependencies={

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery, Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Template
 
 from openpanel_lite.dashboard.explorer_links import Links, ListState
@@ -39,11 +39,11 @@ TABS = [
     (profile_reports.Tab.ANONYMOUS, "Anonymous"),
     (profile_reports.Tab.POWER_USERS, "Power users"),
 ]
-QueryId = Annotated[str, Parameter(query="id", max_length=1000)]
+QueryId = Annotated[str, QueryParameter(name="id", max_length=1000)]
 
 
-def _base(viewer: Viewer, project: Project, section: str) -> dict[str, Any]:
-    return {"viewer": viewer, "project": project, "links": Links(project.id), "section": section}
+def _base(viewer: Viewer, project: Project) -> dict[str, Any]:
+    return {"viewer": viewer, "project": project, "links": Links(project.id)}
 
 
 def _page_or_partial(
@@ -66,7 +66,7 @@ async def events_list(
     project_id: FromPath[str],
 ) -> Template:
     project = project_access(runtime, viewer, project_id)
-    context = _base(viewer, project, "events") | {"operators": OPERATORS, "error": None}
+    context = _base(viewer, project) | {"operators": OPERATORS, "error": None}
     status = 200
     try:
         state = ListState.parse(request.url.path, to_params(request.query_params))
@@ -98,7 +98,7 @@ async def event_detail(
     runtime: NamedDependency[Runtime],
     viewer: NamedDependency[Viewer],
     project_id: FromPath[str],
-    event_id: str,
+    event_id: FromPath[str],
 ) -> Template:
     project = project_access(runtime, viewer, project_id)
     event = await asyncio.to_thread(
@@ -106,7 +106,7 @@ async def event_detail(
     )
     if event is None:
         raise NotFoundException("event not found")
-    return Template("explorers/event.html", context=_base(viewer, project, "events") | {"event": event})
+    return Template("explorers/event.html", context=_base(viewer, project) | {"event": event})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -125,7 +125,11 @@ async def sessions_list(
     found = await asyncio.to_thread(
         session_reports.session_page, runtime.store, project.id, project.timezone, page=page
     )
-    context = _base(viewer, project, "sessions") | {"page": found}
+    links = Links(project.id)
+    context = _base(viewer, project) | {
+        "page": found,
+        "page_url": lambda n: links.page("sessions", page=str(n) if n > 1 else ""),
+    }
     return _page_or_partial(request, "explorers/sessions.html", "explorers/_sessions_results.html", context)
 
 
@@ -136,7 +140,7 @@ async def _session(runtime: Runtime, viewer: Viewer, project_id: str, session_id
     )
     if detail is None:
         raise NotFoundException("session not found")
-    return Template("explorers/session.html", context=_base(viewer, project, "sessions") | {"detail": detail})
+    return Template("explorers/session.html", context=_base(viewer, project) | {"detail": detail})
 
 
 @get("/p/{project_id:str}/sessions/{session_id:str}", include_in_schema=False)
@@ -144,7 +148,7 @@ async def session_detail(
     runtime: NamedDependency[Runtime],
     viewer: NamedDependency[Viewer],
     project_id: FromPath[str],
-    session_id: str,
+    session_id: FromPath[str],
 ) -> Template:
     return await _session(runtime, viewer, project_id, session_id)
 
@@ -170,7 +174,7 @@ async def profiles_list(
     viewer: NamedDependency[Viewer],
     project_id: FromPath[str],
     tab: FromQuery[str] = profile_reports.Tab.IDENTIFIED.value,
-    q: Annotated[str, Parameter(query="q", max_length=200)] = "",
+    q: Annotated[str, QueryParameter(max_length=200)] = "",
     page: FromQuery[int] = 1,
 ) -> Template:
     project = project_access(runtime, viewer, project_id)
@@ -187,7 +191,14 @@ async def profiles_list(
         search=q,
         page=page,
     )
-    context = _base(viewer, project, "profiles") | {"page": found, "tabs": TABS}
+    links = Links(project.id)
+    context = _base(viewer, project) | {
+        "page": found,
+        "tabs": TABS,
+        "page_url": lambda n: links.page(
+            "profiles", tab=chosen.value, q=found.search, page=str(n) if n > 1 else ""
+        ),
+    }
     return _page_or_partial(request, "explorers/profiles.html", "explorers/_profiles_results.html", context)
 
 
@@ -198,7 +209,7 @@ async def _profile(runtime: Runtime, viewer: Viewer, project_id: str, profile_id
     )
     if detail is None:
         raise NotFoundException("profile not found")
-    return Template("explorers/profile.html", context=_base(viewer, project, "profiles") | {"detail": detail})
+    return Template("explorers/profile.html", context=_base(viewer, project) | {"detail": detail})
 
 
 @get("/p/{project_id:str}/profiles/{profile_id:str}", include_in_schema=False)
@@ -206,7 +217,7 @@ async def profile_detail(
     runtime: NamedDependency[Runtime],
     viewer: NamedDependency[Viewer],
     project_id: FromPath[str],
-    profile_id: str,
+    profile_id: FromPath[str],
 ) -> Template:
     return await _profile(runtime, viewer, project_id, profile_id)
 

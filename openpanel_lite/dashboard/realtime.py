@@ -112,11 +112,7 @@ async def realtime_page(
     project = project_access(runtime, viewer, project_id)
     rt = await asyncio.to_thread(read_realtime, runtime, project)
     context = stats_context(project, rt) | feed_context(project, rt.feed)
-    context |= {
-        "viewer": viewer,
-        "section": "realtime",
-        "stream_url": f"{Links(project.id).base}/realtime/stream",
-    }
+    context |= {"viewer": viewer, "stream_url": f"{Links(project.id).base}/realtime/stream"}
     return Template("realtime/page.html", context=context, headers=_NO_STORE)
 
 

@@ -87,6 +87,8 @@ class IngestConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     session_timeout_ms: int = 1800000
     # Spool fsync policy: FULL survives power loss; NORMAL survives process crashes only.
     spool_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # Group commit: wait at most this long (ms) for more requests before one fsync'ed transaction.
+    spool_commit_window_ms: float = 5.0
     # Spool size above which /track answers 503 (the store is not keeping up).
     spool_max_mb: int = 2048
     # Free disk below max(min_free_disk_mb, min_free_disk_ratio of the disk) → 503 before the disk fills.
@@ -318,6 +320,8 @@ def validate(cfg: Config) -> None:
     ):
         if value <= 0:
             raise ConfigError(f"ingest.{key}: must be positive, got {value}")
+    if not 0 <= ing.spool_commit_window_ms <= 100:
+        raise ConfigError("ingest.spool_commit_window_ms: must be between 0 and 100")
     if ing.min_free_disk_mb < 0:
         raise ConfigError("ingest.min_free_disk_mb: must be >= 0")
     if not 0 <= ing.min_free_disk_ratio < 1:

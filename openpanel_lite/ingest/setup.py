@@ -80,6 +80,7 @@ class IngestRuntime:
         self.spool = Spool(
             paths.spool_path(cfg.data_dir),
             synchronous=ing.spool_synchronous,
+            commit_window_ms=ing.spool_commit_window_ms,
             max_queue=ing.queue_max_events,
             max_bytes=ing.spool_max_mb * MIB,
             min_free_bytes=ing.min_free_disk_mb * MIB,

@@ -310,6 +310,7 @@ def test_profile_detail_metrics(env: Env) -> None:
         "Revenue 0.00"
     )
     assert env.get("/profiles/nobody")[0] == 404
+    assert env.get("/profile?id=")[0] == 404 and env.get("/profile")[0] == 404
     assert env.get("/profile?id=user-1")[0] == 200
 
 

@@ -135,9 +135,12 @@ async def sessions_list(
 
 async def _session(runtime: Runtime, viewer: Viewer, project_id: str, session_id: str) -> Template:
     project = project_access(runtime, viewer, project_id)
-    detail = await asyncio.to_thread(
-        session_reports.session_detail, runtime.store, project.id, session_id, project.timezone
-    )
+    # '' is no session (server events without one carry it): not found, like any unknown id.
+    detail = None
+    if session_id:
+        detail = await asyncio.to_thread(
+            session_reports.session_detail, runtime.store, project.id, session_id, project.timezone
+        )
     if detail is None:
         raise NotFoundException("session not found")
     return Template("explorers/session.html", context=_base(viewer, project) | {"detail": detail})
@@ -158,7 +161,7 @@ async def session_detail_by_query(
     runtime: NamedDependency[Runtime],
     viewer: NamedDependency[Viewer],
     project_id: FromPath[str],
-    id_: QueryId,
+    id_: QueryId = "",
 ) -> Template:
     return await _session(runtime, viewer, project_id, id_)
 
@@ -204,9 +207,12 @@ async def profiles_list(
 
 async def _profile(runtime: Runtime, viewer: Viewer, project_id: str, profile_id: str) -> Template:
     project = project_access(runtime, viewer, project_id)
-    detail = await asyncio.to_thread(
-        profile_reports.profile_detail, runtime.store, project.id, profile_id, project.timezone
-    )
+    # '' is no profile (server events without one carry it): not found, like any unknown id.
+    detail = None
+    if profile_id:
+        detail = await asyncio.to_thread(
+            profile_reports.profile_detail, runtime.store, project.id, profile_id, project.timezone
+        )
     if detail is None:
         raise NotFoundException("profile not found")
     return Template("explorers/profile.html", context=_base(viewer, project) | {"detail": detail})
@@ -227,7 +233,7 @@ async def profile_detail_by_query(
     runtime: NamedDependency[Runtime],
     viewer: NamedDependency[Viewer],
     project_id: FromPath[str],
-    id_: QueryId,
+    id_: QueryId = "",
 ) -> Template:
     return await _profile(runtime, viewer, project_id, id_)
 

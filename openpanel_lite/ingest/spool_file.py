@@ -61,7 +61,6 @@ class Entry(NamedTuple):
     window_ms: int
 
 
-
 def _yield_lock() -> None:
     """Pause between maintenance chunks so the group-commit thread gets the write lock.
 
@@ -69,6 +68,7 @@ def _yield_lock() -> None:
     which holds up every /track answer (seen as 0.5-1 s p99 spikes at each checkpoint+prune).
     """
     time.sleep(0.002)
+
 
 def _fetch(conn: apsw.Connection, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
     return conn.execute(sql, params or {}).fetchall()

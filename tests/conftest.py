@@ -61,3 +61,23 @@ def site(server: object) -> object:
     from tests.ingest_support import Site
 
     return Site(server)  # type: ignore[arg-type]
+
+
+# Every template under web/templates must be rendered by some test (tests/test_zz_templates.py checks
+# the names recorded here at the end of the run).
+RENDERED_TEMPLATES: set[str] = set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_rendered_templates() -> Iterator[None]:
+    import jinja2
+
+    original = jinja2.Environment._load_template
+
+    def recording(self: jinja2.Environment, name: str, globals: object) -> jinja2.Template:
+        RENDERED_TEMPLATES.add(name)
+        return original(self, name, globals)  # type: ignore[arg-type]
+
+    jinja2.Environment._load_template = recording  # type: ignore[method-assign,assignment]
+    yield
+    jinja2.Environment._load_template = original  # type: ignore[method-assign]

@@ -334,6 +334,27 @@ def test_stream_ends_after_its_lifetime_and_releases_the_bus(
     assert wait_for(lambda: env.subscribers() == 0, 5)
 
 
+def test_close_all_ends_every_stream_at_once(env: Env) -> None:
+    """What a server stop calls first: granian would otherwise wait for open streams to end."""
+    site = env.project()
+    readers = [SseReader(env, f"/p/{site.project.id}/realtime/stream") for _ in range(2)]
+    try:
+        for reader in readers:
+            for _ in range(3):
+                assert reader.next(5) is not None  # hello, stats, feed
+        assert env.subscribers() == 2
+        closed_at = time.monotonic()
+        assert realtime_stream.close_all() == 2
+        for reader in readers:
+            assert reader.next(5) is None  # the response ends: no further message
+        assert time.monotonic() - closed_at < 1.0
+    finally:
+        for reader in readers:
+            reader.close()
+    assert wait_for(lambda: env.subscribers() == 0, 5)
+    assert realtime_stream.close_all() == 0
+
+
 def test_stream_access(env: Env) -> None:
     site = env.project()
     path = f"/p/{site.project.id}/realtime/stream"

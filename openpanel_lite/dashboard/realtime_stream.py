@@ -7,15 +7,21 @@ What it sends (each an SSE message whose data is an HTML partial rendered with a
   written what the bus announced (the bus fires at acceptance, the store lags by up to a flush interval),
   and every REFRESH_S anyway, because the windows slide even when nothing happens.
 Renders are throttled to one per THROTTLE_S; a comment goes out after HEARTBEAT_S of silence (so proxies
-keep the connection and a dead peer is noticed). The stream ends after MAX_LIFETIME_S (EventSource
-reconnects, and the reconnect re-checks the login and membership), when the server stops, or when the
-client disconnects; its bus subscription is closed in every case.
+keep the connection and a dead peer is noticed). The stream ends when the client disconnects, after
+MAX_LIFETIME_S (EventSource reconnects, and the reconnect re-checks the login and membership), or at
+``close_all()``; its bus subscription is closed in every case.
+
+Shutdown: granian drains open responses before the app's lifespan shutdown runs, so a stream would hold
+a stopping server for up to MAX_LIFETIME_S. Whoever stops the server calls ``close_all()`` first (from
+any thread), and every stream ends at once; MAX_LIFETIME_S is the bound when nobody does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+import weakref
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -33,7 +39,7 @@ HEARTBEAT_S = 15.0
 REFRESH_S = 30.0
 # While announced events wait for the writer: how often to look at its progress (in-process, no I/O).
 STORE_POLL_S = 0.1
-MAX_LIFETIME_S = 600.0
+MAX_LIFETIME_S = 120.0
 RETRY_MS = 3000
 
 StatsReader = Callable[[], Realtime]  # blocking: runs in a worker thread
@@ -70,6 +76,19 @@ class FeedBuffer:
         return list(self._items.values())
 
 
+_open: weakref.WeakSet[RealtimeStream] = weakref.WeakSet()
+_open_lock = threading.Lock()
+
+
+def close_all() -> int:
+    """End every open stream (thread-safe; call before stopping the server). Returns how many."""
+    with _open_lock:
+        streams = list(_open)
+    for stream in streams:
+        stream.close()
+    return len(streams)
+
+
 class RealtimeStream:
     """The state of one tab's stream; `messages()` is the SSE body."""
 
@@ -80,14 +99,26 @@ class RealtimeStream:
         self.render = render
         self.feed = FeedBuffer(zone)
         self._getter: asyncio.Task[EventRow] | None = None
+        self._closing = asyncio.Event()
+        self._closer: asyncio.Task[bool] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def close(self) -> None:
+        """Make the stream end at its next step; callable from any thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._closing.set)
 
     async def _next_event(self, sub: Subscription, timeout: float) -> EventRow | None:
         # The pending get() survives a timeout (asyncio.wait does not cancel it), so no event is lost
         # between waits, as it could be with wait_for on 3.11.
         if self._getter is None:
             self._getter = asyncio.ensure_future(sub.get())
-        done, _ = await asyncio.wait({self._getter}, timeout=max(0.0, timeout))
-        if not done:
+        if self._closer is None:
+            self._closer = asyncio.ensure_future(self._closing.wait())
+        done, _ = await asyncio.wait(
+            {self._getter, self._closer}, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
+        )
+        if self._getter not in done:
             return None
         task, self._getter = self._getter, None
         return task.result()
@@ -101,14 +132,20 @@ class RealtimeStream:
         return writer.data_version(self.project_id), writer.idle()
 
     async def messages(self) -> AsyncGenerator[ServerSentEventMessage, None]:
+        self._loop = asyncio.get_running_loop()
         sub = self.runtime.ingest.bus.subscribe(self.project_id)
+        with _open_lock:
+            _open.add(self)
         try:
             async for message in self._run(sub):
                 yield message
         finally:
+            with _open_lock:
+                _open.discard(self)
             sub.close()
-            if self._getter is not None:
-                self._getter.cancel()
+            for task in (self._getter, self._closer):
+                if task is not None:
+                    task.cancel()
 
     async def _run(self, sub: Subscription) -> AsyncGenerator[ServerSentEventMessage, None]:
         started = time.monotonic()
@@ -139,7 +176,7 @@ class RealtimeStream:
                 event = sub.queue.get_nowait() if not sub.queue.empty() else None
             now = time.monotonic()
             state = self._writer_state()
-            if state is None or now - started >= MAX_LIFETIME_S:
+            if state is None or self._closing.is_set() or now - started >= MAX_LIFETIME_S:
                 return
             version, idle = state
             # Every write of this project's rows bumps the version: whatever changed, the stats follow.

@@ -143,8 +143,7 @@ def test_event_filters(env: Env, query: str, expected: list[str], chips: list[st
     status, html = env.get(f"/events?{query}")
     assert status == 200
     assert names(table(html, "ex-events")) == expected
-    found = text_of(html, "ex-results").split(" Clear all")[0]
-    assert found == " ".join(f"{c} ×" for c in chips)
+    assert text_of(html, "ex-chips") == " ".join(f"{c} ×" for c in chips) + " Clear all"
     assert f"1–{len(expected)} of {len(expected)} events" in html
 
 
@@ -157,8 +156,10 @@ def test_filter_chips_and_form_carry_the_state(env: Env) -> None:
     assert '<input type="hidden" name="name" value="signup">' in html
     assert '<input type="hidden" name="f" value="properties.plan,is,pro">' in html
     # An htmx request (the form, a chip, the pager) gets the results partial only.
-    status, partial = env.get("/events?name=signup", **{"HX-Request": "true"})
+    reply = env.client.get(f"/p/{env.pid}/events?key=plan&value=pro&name=signup", {"HX-Request": "true"})
+    status, partial = reply.status, reply.text
     assert status == 200 and partial.lstrip().startswith('<div id="ex-results"')
+    assert reply.headers["hx-push-url"] == f"/p/{env.pid}/events?name=signup&f=properties.plan%2Cis%2Cpro"
     assert names(table(partial, "ex-events")) == ["signup"]
 
 
@@ -461,6 +462,39 @@ def test_hostile_values_render_inert_in_chromium(env: Env, tmp_path: Path) -> No
         assert checks["xss"] is None, page
         assert checks["injected"] == 0 and checks["handlers"] == 0 and checks["jsHrefs"] == 0, (page, checks)
     assert all(url.startswith(env.server.base) for url in out["requests"]), out["requests"]
+
+
+CLICK_ADD = "document.querySelector('.ex-filters button[type=submit]').click()"
+ROWS = "[...document.querySelectorAll('#ex-events tbody tr .ex-name')].map((a) => a.textContent)"
+
+
+@pytest.mark.browser
+@needs_browser
+def test_filter_form_adds_up_over_htmx_in_chromium(env: Env, tmp_path: Path) -> None:
+    steps: list[dict[str, object]] = [
+        {"goto": f"/p/{env.pid}/events"},
+        {"eval": "window.__page = 1"},  # survives htmx swaps, not a page load
+        {"fill": "input[name=key]", "value": "sku"},
+        {"fill": "input[name=value]", "value": "A1"},
+        {"eval": CLICK_ADD},
+        {"waitFor": "#ex-chips"},
+        {"eval": ROWS, "as": "first"},
+        {"select": "select[name=name]", "value": "purchase"},
+        {"eval": CLICK_ADD},
+        {"waitFor": "#ex-chips li:nth-child(3)"},
+        {"eval": ROWS, "as": "second"},
+        {"eval": "[location.search, window.__page]", "as": "url"},
+        {"eval": "document.querySelector('#ex-chips a').click()"},  # remove the first chip again
+        {"waitFor": "#ex-chips li:nth-child(2):last-child"},
+        {"eval": ROWS, "as": "third"},
+    ]
+    out = browse(env.server, steps, tmp_path)
+    assert out["pageErrors"] == [] and out["consoleErrors"] == []
+    assert out["named"]["first"] == ["purchase", "add_to_cart"]
+    assert out["named"]["second"] == ["purchase"]
+    # The address bar shows the canonical state (HX-Push-Url), not the form's fields.
+    assert out["named"]["url"] == ["?name=purchase&f=properties.sku%2Cis%2CA1", 1]
+    assert out["named"]["third"] == ["purchase", "add_to_cart"]
 
 
 @pytest.mark.browser

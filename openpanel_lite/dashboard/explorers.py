@@ -47,11 +47,24 @@ def _base(viewer: Viewer, project: Project) -> dict[str, Any]:
 
 
 def _page_or_partial(
-    request: Request[Any, Any, Any], page: str, partial: str, context: dict[str, Any], status: int = 200
+    request: Request[Any, Any, Any],
+    page: str,
+    partial: str,
+    context: dict[str, Any],
+    status: int = 200,
+    url: str | None = None,
 ) -> Template:
-    """The results partial for htmx (the form and pager target it), the whole page otherwise."""
-    chosen = partial if is_htmx(request) and request.headers.get("hx-boosted") != "true" else page
-    return Template(chosen, context=context, status_code=status, headers={"Cache-Control": "no-store"})
+    """The results partial for htmx (the form and pager target it), the whole page otherwise.
+
+    `url`, the canonical URL of the state shown, replaces the form's own query string in the address bar
+    (HX-Push-Url), so what is bookmarked is the filters, not the last form submission.
+    """
+    headers = {"Cache-Control": "no-store"}
+    if is_htmx(request) and request.headers.get("hx-boosted") != "true":
+        if url is not None and status == 200:
+            headers["HX-Push-Url"] = url
+        return Template(partial, context=context, status_code=status, headers=headers)
+    return Template(page, context=context, status_code=status, headers=headers)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -89,7 +102,12 @@ async def events_list(
     )
     context |= {"state": state, "page": page, "names": names}
     return _page_or_partial(
-        request, "explorers/events.html", "explorers/_events_results.html", context, status
+        request,
+        "explorers/events.html",
+        "explorers/_events_results.html",
+        context,
+        status,
+        state.page_url(page.page),
     )
 
 

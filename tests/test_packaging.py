@@ -51,6 +51,7 @@ def test_wheel_contents_and_web_dir(tmp_path: Path) -> None:
 def test_every_imported_third_party_module_is_a_declared_dependency() -> None:
     """A module imported anywhere in the package (even inside a function) must come from a
     dependency in pyproject.toml, or a fresh `pip install .` breaks at run time."""
+    import ast
     import importlib.metadata
     import re
     import tomllib
@@ -61,8 +62,11 @@ def test_every_imported_third_party_module_is_a_declared_dependency() -> None:
     imported: set[str] = set()
     for path in (REPO / "openpanel_lite").rglob("*.py"):
         text = path.read_text()
-        for match in re.finditer(r"^\s*(?:from|import)\s+([A-Za-z_][\w]*)", text, re.MULTILINE):
-            imported.add(match.group(1))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
         # Data read from another package: resources.files("pkg").
         for match in re.finditer(r"resources\.files\(\s*[\"']([A-Za-z_][\w]*)", text):
             imported.add(match.group(1))

@@ -294,9 +294,9 @@ def test_profile_detail_metrics(env: Env) -> None:
         "latitude 52.37 longitude 9.74 model Mac os Mac OS X os_version 10.15.7 region Lower Saxony tier gold"
     )
     assert text_of(html, "ex-latest-events") == (
-        f"{env.local(95, '%m-%d %H:%M:%S')} revenue {env.local(90, '%m-%d %H:%M:%S')} purchase "
-        f"{env.local(75, '%m-%d %H:%M:%S')} add_to_cart {env.local(60, '%m-%d %H:%M:%S')} screen_view /home "
-        f"{env.local(59.9, '%m-%d %H:%M:%S')} session_start /home"
+        f"{env.local(95, '%b %d %H:%M:%S')} revenue {env.local(90, '%b %d %H:%M:%S')} purchase "
+        f"{env.local(75, '%b %d %H:%M:%S')} add_to_cart {env.local(60, '%b %d %H:%M:%S')} screen_view /home "
+        f"{env.local(59.9, '%b %d %H:%M:%S')} session_start /home"
     )
     assert [r[1] for r in table(html, "ex-sessions")[1:]] == [short(env.data.session_b)]
 

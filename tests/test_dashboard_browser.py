@@ -1,5 +1,6 @@
 """The dashboard in headless Chromium: onboarding -> new project -> setup page with the snippet, which
-turns green once the project's first event arrives. Screenshots go to test-artifacts/ at the repo root."""
+turns green once the project's first event arrives -> the overview and realtime pages show that visit.
+Screenshots go to test-artifacts/ at the repo root."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ fetch('/track', {method: 'POST', headers: {'content-type': 'application/json',
   body: JSON.stringify({type: 'track', payload: {name: 'screen_view',
     properties: {__path: location.href, __title: 'Setup'}}})}).then(r => r.status)
 """
+
+
+CARD_VALUE = "document.querySelector('#op-card-%s .op-card__value').textContent.trim()"
 
 
 def walk(tmp_path: Path, origin: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -73,6 +77,16 @@ def test_onboarding_to_tracking_setup_in_chromium(server: LiveServer, tmp_path: 
             {"waitFor": "#setup-status.ok", "timeout": 15000},
             {"eval": "document.querySelector('#setup-status').textContent.trim()", "as": "status"},
             {"screenshot": str(shots[1])},
+            # The visit shows on the overview and on the realtime page.
+            {"goto": "/p/acme-shop"},
+            {"waitFor": "#op-card-unique_visitors .op-card__value"},
+            {"eval": CARD_VALUE % "unique_visitors", "as": "visitors"},
+            {"eval": CARD_VALUE % "pageviews", "as": "views"},
+            {"screenshot": str(ARTIFACTS / "dashboard-overview-first-visit.png")},
+            {"goto": "/p/acme-shop/realtime"},
+            {"waitFor": "#rt-visitors"},
+            {"eval": "document.querySelector('#rt-visitors').textContent.trim()", "as": "live"},
+            {"screenshot": str(ARTIFACTS / "dashboard-realtime-first-visit.png")},
         ],
     )
     named = out["named"]
@@ -90,6 +104,7 @@ def test_onboarding_to_tracking_setup_in_chromium(server: LiveServer, tmp_path: 
     assert named["snippet"] == tracking_snippet(server.base, client.id)
     assert named["track_status"] == 200
     assert named["status"].startswith("Events are arriving.")
+    assert (named["visitors"], named["views"], named["live"]) == ("1", "1", "1")
     assert all(shot.stat().st_size > 5000 for shot in shots)
     assert out["pageErrors"] == [] and out["consoleErrors"] == []
     # Nothing but this server was asked for anything (no CDN, fonts or images from elsewhere).

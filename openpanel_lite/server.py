@@ -16,6 +16,7 @@ import sys
 from openpanel_lite import logs
 from openpanel_lite.app import create_app
 from openpanel_lite.config import Config
+from openpanel_lite.dashboard import realtime_stream
 from openpanel_lite.ingest.fastpath import TrackFastPath
 from openpanel_lite.runtime import Runtime, StartupError
 
@@ -92,6 +93,8 @@ async def _serve(cfg: Config, runtime: Runtime) -> int:
             return
         stopping = True
         logs.log("server_stopping", signal=signal.Signals(signum).name)
+        # granian waits for open responses before the lifespan shutdown: end live streams first.
+        realtime_stream.close_all()
         server.stop()  # type: ignore[no-untyped-call]
 
     for signum in (signal.SIGTERM, signal.SIGINT):

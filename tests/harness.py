@@ -22,6 +22,7 @@ from granian.server.embed import Server
 
 from openpanel_lite.app import create_app
 from openpanel_lite.config import Config
+from openpanel_lite.dashboard import realtime_stream
 from openpanel_lite.ingest.fastpath import TrackFastPath
 from openpanel_lite.runtime import Runtime
 
@@ -131,6 +132,7 @@ class LiveServer:
             return HttpReply(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())
 
     def stop(self) -> None:
+        realtime_stream.close_all()  # open SSE responses would hold up granian's shutdown
         if self._server is not None:
             self._loop.call_soon_threadsafe(self._server.stop)
         self._thread.join(30)

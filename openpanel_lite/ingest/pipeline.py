@@ -18,7 +18,7 @@ from openpanel_lite.ingest import identity, properties, urls
 from openpanel_lite.ingest.bots import bot_properties, soft_bot_reasons
 from openpanel_lite.ingest.event_filters import should_drop
 from openpanel_lite.ingest.geo import UNKNOWN_GEO, GeoInfo, GeoLookup
-from openpanel_lite.ingest.profiles import ProfileBook, geo_ua_properties
+from openpanel_lite.ingest.profiles import GEO_UA_KEYS, ProfileBook, geo_ua_properties
 from openpanel_lite.ingest.referrer import resolve_referrer
 from openpanel_lite.ingest.schemas import (
     AssignGroupPayload,
@@ -295,16 +295,7 @@ def _anonymous_profile(start: EventRow) -> ProfileRow:
         "referrer": start.referrer,
         "referrer_name": start.referrer_name,
         "referrer_type": start.referrer_type,
-        **geo_ua_properties(
-            {k: getattr(start, k) for k in ("country", "city", "region", "longitude", "latitude")}
-        ),
-        **geo_ua_properties(
-            {
-                k: getattr(start, k)
-                for k in ("os", "os_version", "browser", "browser_version", "device", "brand")
-            }
-        ),
-        **geo_ua_properties({"model": start.model}),
+        **geo_ua_properties({key: getattr(start, key) for key in GEO_UA_KEYS}),
     }
     return ProfileRow(
         id=start.device_id,

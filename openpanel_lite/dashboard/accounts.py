@@ -120,7 +120,7 @@ def home(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> 
 def login_page(
     request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
-    next_: Annotated[str, QueryParameter(query="next")] = "",
+    next_: Annotated[str, QueryParameter(name="next")] = "",
 ) -> Template | Redirect:
     if users.count_users(runtime.meta) == 0:
         return Redirect(ONBOARDING_PATH, status_code=303)

@@ -164,6 +164,33 @@ def _name_from_match(text: str) -> str:
     return text.strip(_NAME_TRIM)
 
 
+class _UaTraits(msgspec.Struct, frozen=True):
+    is_server: bool
+    headless: bool
+    browser_like: bool  # "Mozilla/": the header checks apply
+    wants_client_hints: bool  # Chromium outside iOS sends sec-ch-ua
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _ua_traits(ua: str) -> _UaTraits:
+    info = parse_user_agent(ua)
+    return _UaTraits(
+        is_server=info.is_server,
+        headless=_HEADLESS_UA.search(ua) is not None,
+        browser_like="Mozilla/" in ua,
+        # Chromium has sent sec-ch-ua since v89, but not on iOS, where every browser is WebKit.
+        wants_client_hints=_CHROMIUM_UA.search(ua) is not None and info.os != "iOS",
+    )
+
+
+def _present(headers: Mapping[str, str], name: str) -> bool:
+    """A non-blank header; `name` is lower case, `headers` may use any case (ASGI gives lower case)."""
+    value = headers.get(name)
+    if value is not None and value.strip():
+        return True  # the common case: one lookup
+    return any(v.strip() for k, v in headers.items() if k.lower() == name)
+
+
 def soft_bot_reasons(
     ua: str | None, headers: Mapping[str, str], is_datacenter_ip: bool, asn: int | None
 ) -> list[str]:
@@ -172,23 +199,23 @@ def soft_bot_reasons(
     ``headers`` may use any key case. The caller skips this for secret-authenticated requests; server UAs
     are skipped here. Without an ASN a datacenter address is reported as plain ``datacenter_ip``.
     """
-    if not ua or parse_user_agent(ua).is_server:
+    if not ua:
+        return []
+    traits = _ua_traits(ua)
+    if traits.is_server:
         return []
     reasons: list[str] = []
-    if _HEADLESS_UA.search(ua):
+    if traits.headless:
         reasons.append(HEADLESS_REASON)
     if is_datacenter_ip:
         reasons.append(f"{DATACENTER_REASON}:AS{asn}" if asn is not None else DATACENTER_REASON)
-    if "Mozilla/" in ua:
+    if traits.browser_like:
         # An empty header value is as good as a missing one.
-        present = {name.lower() for name, value in headers.items() if value.strip()}
-        is_ios = parse_user_agent(ua).os == "iOS"
-        # Chromium has sent sec-ch-ua since v89, but not on iOS, where every browser is WebKit.
-        if _CHROMIUM_UA.search(ua) and not is_ios and "sec-ch-ua" not in present:
+        if traits.wants_client_hints and not _present(headers, "sec-ch-ua"):
             reasons.append(MISSING_SEC_CH_UA)
-        if "sec-fetch-mode" not in present and "sec-fetch-site" not in present:
+        if not _present(headers, "sec-fetch-mode") and not _present(headers, "sec-fetch-site"):
             reasons.append(MISSING_SEC_FETCH)
-        if "accept-language" not in present:
+        if not _present(headers, "accept-language"):
             reasons.append(MISSING_ACCEPT_LANGUAGE)
     return reasons
 

@@ -43,10 +43,13 @@ class TrackFastPath:
     async def _track(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[str, str] = {}
         for raw_name, raw_value in scope["headers"]:
-            name = raw_name.decode("latin-1").lower()
+            # ASGI servers (granian included) give header names in lower case.
+            name = raw_name.decode("latin-1")
             value = raw_value.decode("latin-1")
-            # Repeated lines (X-Forwarded-For from several proxies) keep the rightmost hop last.
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            if name in headers:
+                # Repeated lines (X-Forwarded-For from several proxies) keep the rightmost hop last.
+                value = f"{headers[name]}, {value}"
+            headers[name] = value
         service = self.runtime.ingest.service
         if not service.sink.accepting():
             # Shed before reading the body: an overloaded server should do as little as possible.
@@ -94,7 +97,8 @@ async def _send(send: Send, reply: Reply) -> None:
         body, ctype = reply.body.encode(), _TEXT
     else:
         body, ctype = _encode(reply.body), _JSON
-    headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode()), *_CORS]
-    headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    headers = [(b"content-type", ctype), (b"content-length", b"%d" % len(body)), *_CORS]
+    if reply.headers:
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

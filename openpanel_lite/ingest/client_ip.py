@@ -100,14 +100,30 @@ def resolve_client_ip(
             explicit = parse_ip(candidate)
             if explicit is not None:
                 return str(explicit)
+    return _from_network(
+        peer, headers.get("x-forwarded-for"), headers.get("forwarded"), headers.get("x-real-ip"), trusted
+    )
+
+
+# The same visitors and proxies repeat: cache the whole peer + forwarding-headers → address decision.
+@functools.lru_cache(maxsize=65536)
+def _from_network(
+    peer: str | None,
+    xff: str | None,
+    forwarded_header: str | None,
+    real_ip: str | None,
+    trusted: TrustedProxies,
+) -> str:
     peer_addr = parse_ip(peer)
     if peer_addr is None:
         return ""
     if peer_addr not in trusted:
         return str(peer_addr)
-    forwarded = _forwarded_client(headers, trusted)
+    forwarded = _forwarded_client(
+        {"x-forwarded-for": xff or "", "forwarded": forwarded_header or ""}, trusted
+    )
     if forwarded is None:
-        forwarded = parse_ip(headers.get("x-real-ip"))
+        forwarded = parse_ip(real_ip)
     return str(forwarded if forwarded is not None else peer_addr)
 
 

@@ -63,7 +63,7 @@ def _run_loop(main: object) -> int:
 
 
 async def _serve(cfg: Config, runtime: Runtime) -> int:
-    from granian.constants import Interfaces
+    from granian.constants import HTTPModes, Interfaces
     from granian.server.embed import Server
 
     app = create_app(cfg, runtime=runtime)
@@ -80,6 +80,8 @@ async def _serve(cfg: Config, runtime: Runtime) -> int:
         address=cfg.server.host,
         port=cfg.server.port,
         interface=Interfaces.ASGI,
+        # Browsers and SDKs talk HTTP/1.1 to an appliance (TLS, and so HTTP/2, ends at a proxy).
+        http=HTTPModes.http1,
         log_enabled=False,
         log_access=False,
         backlog=2048,

@@ -280,15 +280,22 @@ def _field_sql(field: Dimension | Property, grain: Grain, params: _Params) -> st
     return f"{alias}.{column}"
 
 
+_UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu"})
+
+
 def _base(q: Query, grain: Grain, params: _Params) -> str:
     """The range's rows with dimensions as d0…, the bucket as t, and what the metrics need."""
     d = params.dialect
     alias, table = ("s", "sessions") if grain is Grain.SESSIONS else ("e", "events")
     select = [f"{_field_sql(dim, grain, params)} AS d{i}" for i, dim in enumerate(q.dimensions)]
     if q.interval is not None:
-        local = d.to_local_time.format(
-            ts=f"{alias}.created_at", tz=params.bind(q.range.timezone, ParamKind.STRING, "tz")
-        )
+        if q.range.timezone in _UTC_ZONES:
+            # Stored times are UTC already: a per-row conversion would double the series query's cost.
+            local = f"{alias}.created_at"
+        else:
+            local = d.to_local_time.format(
+                ts=f"{alias}.created_at", tz=params.bind(q.range.timezone, ParamKind.STRING, "tz")
+            )
         select.append(f"{d.time_bucket[q.interval].format(ts=local)} AS t")
     if grain is Grain.SESSIONS:
         needed = "sign profile_id is_bounce duration screen_view_count event_count revenue"

@@ -104,6 +104,13 @@ class GeoIPConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     auto_download: bool = True
 
 
+class ReportsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # Cached report query results (the cache key includes the project's data version, so answers are
+    # never older than the last store write; the TTL only frees memory held by old versions).
+    cache_max_entries: int = 1024
+    cache_ttl_s: float = 300.0
+
+
 class AuthConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # Key for signing CSRF tokens; empty means one is generated into the data dir.
     secret_key: str = ""
@@ -119,6 +126,7 @@ class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     meta: MetaConfig = msgspec.field(default_factory=MetaConfig)
     ingest: IngestConfig = msgspec.field(default_factory=IngestConfig)
     geoip: GeoIPConfig = msgspec.field(default_factory=GeoIPConfig)
+    reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
 
     @property
@@ -328,6 +336,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"ingest.min_free_disk_ratio: must be in [0, 1), got {ing.min_free_disk_ratio}")
     if cfg.geoip.cache_size < 0:
         raise ConfigError("geoip.cache_size: must be >= 0")
+    if cfg.reports.cache_max_entries < 0:
+        raise ConfigError("reports.cache_max_entries: must be >= 0")
+    if cfg.reports.cache_ttl_s <= 0:
+        raise ConfigError("reports.cache_ttl_s: must be positive")
     if cfg.auth.session_ttl_hours <= 0:
         raise ConfigError("auth.session_ttl_hours: must be positive")
 

@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable
 from datetime import datetime
 
-from openpanel_lite.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_S, CachedReader, QueryCache, Reader
+from openpanel_lite.cache import CachedReader, QueryCache, Reader
 from openpanel_lite.query import Metric
 from openpanel_lite.reports import live, overview
 from openpanel_lite.reports import top as top_tables
@@ -36,8 +36,11 @@ class Reports:
         with _by_runtime_lock:
             reports = _by_runtime.get(runtime)
             if reports is None:
+                settings = runtime.cfg.reports
                 cache = QueryCache(
-                    max_entries=DEFAULT_MAX_ENTRIES, ttl_s=DEFAULT_TTL_S, registry=runtime.metrics.registry
+                    max_entries=settings.cache_max_entries,
+                    ttl_s=settings.cache_ttl_s,
+                    registry=runtime.metrics.registry,
                 )
                 # Looked up per call: the ingest side may be restarted under the same runtime.
                 reports = cls(runtime.store, lambda p: runtime.ingest.writer.data_version(p), cache)

@@ -48,6 +48,17 @@ class Metrics:
             registry=self.registry,
         )
         self._queue_probes: dict[str, Callable[[], int]] = {}
+        # labels() takes a lock and builds a tuple per call; this is on the /track path.
+        self._event_counters: dict[tuple[str, str], Counter] = {}
+
+    def count_event(self, project_id: str, event_name: str) -> None:
+        """openpanel_events_total{project_id, event_name} += 1, with the labelled child cached."""
+        key = (project_id, event_name)
+        child = self._event_counters.get(key)
+        if child is None:
+            child = self.events_total.labels(project_id=project_id, event_name=event_name)
+            self._event_counters[key] = child
+        child.inc()
 
     def watch_queue(self, name: str, size: Callable[[], int]) -> None:
         """Report `size()` as openpanel_queue_size{queue_name=name} at every scrape."""

@@ -235,7 +235,7 @@ class IngestService:
         if isinstance(payload, schemas.TrackPayload) and not rows.events:
             self.metrics.events_dropped_total.labels(reason="project_filter").inc()
         for event in rows.events:
-            self.metrics.events_total.labels(project_id=project.id, event_name=event.name).inc()
+            self.metrics.count_event(project.id, event.name)
         self.bus.publish(rows.events)
         self.metrics.processing_duration.observe(time.perf_counter() - started)
         return _ok(ident)

@@ -148,7 +148,7 @@ class IngestRuntime:
             await self.sink.write(Rows(events=ended), None)
             self.bus.publish(ended)
             for event in ended:
-                self.metrics.events_total.labels(project_id=event.project_id, event_name=event.name).inc()
+                self.metrics.count_event(event.project_id, event.name)
         return len(ended)
 
     async def _reap_loop(self) -> None:

@@ -97,8 +97,13 @@ def js_string(value: object) -> str | None:
     elif isinstance(value, float):
         text = js_number(value)
     else:
-        text = _SURROGATES.sub("", str(value)).strip()
+        text = _no_surrogates(str(value)).strip()
     return text or None
+
+
+def _no_surrogates(text: str) -> str:
+    # ASCII text holds no surrogates: skip the regex for the common case (this runs per key and value).
+    return text if text.isascii() else _SURROGATES.sub("", text)
 
 
 def js_number(value: float) -> str:
@@ -139,7 +144,7 @@ def _flatten(value: object, prefix: str, depth: int, max_depth: int, out: dict[s
     else:
         return
     for raw_key, item in entries:
-        key = prefix + _SURROGATES.sub("", raw_key)
+        key = prefix + _no_surrogates(raw_key)
         if isinstance(item, Mapping | list | tuple):
             _flatten(item, key + ".", depth + 1, max_depth, out)
             continue

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from openpanel_lite import logs
-from openpanel_lite.ingest.service import MAX_BODY_BYTES, RETRY_AFTER_S, Reply, RequestMeta
+from openpanel_lite.ingest.service import MAX_BODY_BYTES, Reply, RequestMeta
 from openpanel_lite.runtime import Runtime
 
 Scope = MutableMapping[str, Any]
@@ -51,9 +51,10 @@ class TrackFastPath:
                 value = f"{headers[name]}, {value}"
             headers[name] = value
         service = self.runtime.ingest.service
-        if not service.sink.accepting():
+        shed = service.shed()
+        if shed is not None:
             # Shed before reading the body: an overloaded server should do as little as possible.
-            await _send(send, Reply(503, _unavailable(), {"retry-after": str(RETRY_AFTER_S)}))
+            await _send(send, shed)
             return
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_BODY_BYTES:
@@ -81,10 +82,6 @@ class TrackFastPath:
             logs.error("ingest_error", error=f"{type(e).__name__}: {e}")
             reply = Reply(500, "Internal server error")
         await _send(send, reply)
-
-
-def _unavailable() -> dict[str, object]:
-    return {"status": 503, "error": "Service Unavailable", "message": "Ingest is overloaded; retry later"}
 
 
 def _too_large() -> Reply:

@@ -54,6 +54,9 @@ def _respond(reply: Reply) -> Response[Any]:
 
 @post("/track", request_max_body_size=MAX_BODY_BYTES, summary="OpenPanel-compatible ingest")
 async def track(request: Request[Any, Any, Any], ingest: NamedDependency[IngestService]) -> Response[Any]:
+    shed = ingest.shed()
+    if shed is not None:
+        return _respond(shed)
     body = await request.body()
     return _respond(await _guarded(ingest.track(body, _meta(request))))
 
@@ -87,6 +90,9 @@ def _legacy(path: str, kind: LegacyKind) -> HTTPRouteHandler:
     async def handler(
         request: Request[Any, Any, Any], ingest: NamedDependency[IngestService]
     ) -> Response[Any]:
+        shed = ingest.shed()
+        if shed is not None:
+            return _respond(shed)
         body = await request.body()
         return _respond(await _guarded(ingest.legacy(kind, body, _meta(request))))
 

@@ -133,10 +133,12 @@ class IngestService:
         ip = resolve_client_ip(meta.peer, h, self.trusted, secret_authenticated=True, override=override)
         return authorized, ip
 
+    def shed(self) -> Reply | None:
+        """The 503 to send when the spool cannot take more; callers check before reading the body."""
+        return None if self.sink.accepting() else _unavailable(RETRY_AFTER_S)
+
     async def track(self, body: bytes, meta: RequestMeta) -> Reply:
-        """POST /track."""
-        if not self.sink.accepting():
-            return _unavailable(RETRY_AFTER_S)
+        """POST /track (the caller has already checked `shed()`)."""
         try:
             decoded = msgspec.json.decode(body)
         except (msgspec.DecodeError, RecursionError):
@@ -147,8 +149,6 @@ class IngestService:
 
     async def legacy(self, kind: LegacyKind, body: bytes, meta: RequestMeta) -> Reply:
         """The deprecated v0 endpoints (§1.11): same pipeline, text replies with status 202."""
-        if not self.sink.accepting():
-            return _unavailable(RETRY_AFTER_S)
         try:
             decoded = msgspec.json.decode(body)
         except (msgspec.DecodeError, RecursionError):

@@ -39,6 +39,16 @@ class EventStore(Protocol):
     def delete_project(self, project_id: str) -> None:
         """Delete every row of a project from every table."""
 
+    def erase_profile(self, project_id: str, profile_id: str) -> int:
+        """GDPR erasure (reliability §5): delete the profile's rows, its events (those carrying the
+        profile id, plus every event of a session the profile took part in) and those sessions, from
+        every table; returns the number of rows deleted.
+
+        Deleted values must be physically gone from the store's files when this returns (DuckDB:
+        a rewrite of the file; ClickHouse: a synchronous mutation), not only hidden from queries.
+        Called only by the single ingest writer (or with no writer running).
+        """
+
     def check(self) -> None:
         """Raise StoreError when the store cannot answer queries (for /healthz)."""
 

@@ -240,6 +240,36 @@ class SpoolFile:
                 {"seq": seq, "error": error},
             )
 
+    def replace_bodies(self, bodies: Sequence[tuple[int, bytes]]) -> None:
+        """Overwrite the bodies of existing records (seq kept) in one transaction (GDPR erase)."""
+        with self._wlock, self._wconn:
+            for seq, body in bodies:
+                self._wconn.execute(
+                    "UPDATE spool SET body = :body WHERE seq = :seq", {"seq": seq, "body": body}
+                )
+            count, total = _fetch(self._wconn, "SELECT count(*), total(length(body)) FROM spool")[0]
+            self.rows = int(count)
+            self.body_bytes = int(total)
+
+    def drop_dead_letters_containing(self, needle: bytes) -> int:
+        """Delete set-aside records whose raw bytes contain `needle` (they cannot be decoded to filter)."""
+        with self._wlock, self._wconn:
+            self._wconn.execute("DELETE FROM dead_letters WHERE instr(body, :needle) > 0", {"needle": needle})
+            removed = int(self._wconn.changes())
+        return removed
+
+    def compact(self, attempts: int = 50) -> None:
+        """Rebuild the file (VACUUM) and empty the WAL, so no old page keeps an overwritten value."""
+        with self._wlock:
+            self._wconn.execute("VACUUM")
+            for _ in range(attempts):
+                # TRUNCATE needs a moment with no reader inside the WAL; reads here are short.
+                busy = _fetch(self._wconn, "PRAGMA wal_checkpoint(TRUNCATE)")[0][0]
+                if not busy:
+                    return
+                time.sleep(0.02)
+        raise SpoolError("the spool's WAL could not be truncated: a reader kept it busy")
+
     # ----------------------------------------------------------------------------------------
     # reads
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from openpanel_lite.ingest.spool import Spool, SpoolRecord
+from openpanel_lite.ingest.spool_erase import ProfileErasure, erase_from_spool
 from openpanel_lite.logs import log
 from openpanel_lite.metrics import Metrics
 from openpanel_lite.storage.rows import (
@@ -389,6 +390,30 @@ class StoreWriter:
                 log("spool_prune_failed", logging.ERROR, error=repr(e))
             self._hook("after_prune")
             return True
+
+    async def erase_profile(
+        self, erasure: ProfileErasure, erase_in_store: Callable[[], int]
+    ) -> tuple[int, int]:
+        """GDPR erase while running: the spool's records, the ones held in memory, then the store
+        (`erase_in_store`, in a thread), all under the writer's lock so no batch is written meanwhile;
+        then the spool is compacted. Returns (spool records rewritten, store rows deleted).
+
+        Requests accepted while this runs may still carry the profile: they are newer than the erase.
+        """
+        async with self._lock:
+            rewritten = await asyncio.to_thread(erase_from_spool, self._spool, erasure)
+            kept: deque[_Pending] = deque()
+            for item in self._pending:
+                stripped = erasure.strip(item.record)
+                if stripped is not None:
+                    item = item._replace(record=stripped, weight=max(1, stripped.row_count()))
+                kept.append(item)
+            self._pending = kept
+            self._pending_weight = sum(item.weight for item in kept)
+            deleted = await asyncio.to_thread(erase_in_store)
+            await asyncio.to_thread(self._spool.file.compact)
+            self._versions[erasure.project_id] = self._versions.get(erasure.project_id, 0) + 1
+        return rewritten, deleted
 
     # ----------------------------------------------------------------------------------------
     # the loop

@@ -4,9 +4,11 @@ each; readers run on their own cursors from any thread and see consistent snapsh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -16,10 +18,12 @@ from typing import Any, Final
 
 import duckdb
 
+from openpanel_lite.logs import warn
 from openpanel_lite.storage import StoreError
 from openpanel_lite.storage.arrow_rows import to_arrow
 from openpanel_lite.storage.columns import TABLES, column_names
 from openpanel_lite.storage.dialects import DUCKDB, Dialect
+from openpanel_lite.storage.file_guard import FileGuard
 from openpanel_lite.storage.rows import ProfileLink, WriteBatch
 
 MIB: Final = 1024 * 1024
@@ -48,6 +52,26 @@ LINK_PROFILE_SQL = """-- sql
     UPDATE events SET profile_id = $profile_id
     WHERE project_id = $project_id AND session_id = $session_id AND profile_id = $device_id
       AND created_at >= $since AND created_at <= $until"""
+
+
+# GDPR erase (reliability §5): the profile's sessions are those it appears in, in either table; every
+# event of such a session goes too (the anonymous page views before an identify carry the device id).
+_ERASE_SESSIONS_SQL = """-- sql
+    CREATE TEMP TABLE _erase_sessions AS
+    SELECT DISTINCT session_id AS id FROM events
+    WHERE project_id = $project_id AND profile_id = $profile_id AND session_id <> ''
+    UNION
+    SELECT DISTINCT id FROM sessions WHERE project_id = $project_id AND profile_id = $profile_id"""
+_ERASE_SQL: Final = (
+    """DELETE FROM events WHERE project_id = $project_id
+       AND (profile_id = $profile_id OR session_id IN (SELECT id FROM _erase_sessions))""",
+    """DELETE FROM sessions WHERE project_id = $project_id
+       AND (profile_id = $profile_id OR id IN (SELECT id FROM _erase_sessions))""",
+    "DELETE FROM profiles WHERE project_id = $project_id AND id = $profile_id",
+)
+# What DuckDB raises when the WAL cannot be replayed (checksum or structure); a truncated tail is
+# ignored by DuckDB itself. Matched on the message: 2.x has no dedicated exception class for it.
+_WAL_REPLAY_FAILED = "replaying WAL"
 
 
 def _naive_utc(at: datetime) -> datetime:
@@ -91,6 +115,16 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def _fsync_dir(folder: Path) -> None:
+    # The rename must be durable before the caller reports the erase done.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def migrations() -> Iterator[tuple[int, str, str]]:
     """(version, file name, SQL) of each schema/duckdb/NNN_*.sql file, in order."""
     folder = resources.files("openpanel_lite.storage").joinpath("schema", "duckdb")
@@ -125,23 +159,63 @@ class DuckDBStore:
             # Lets DuckDB parallelise inserts and scans; no result here depends on row order.
             "preserve_insertion_order": False,
         }
-        self._con = duckdb.connect(self.path, config=config)
+        self._config = config
+        # Shared while this process writes the file; `openpanel backup` takes it exclusively.
+        self._file_guard = FileGuard(self.path) if self.path != ":memory:" else None
         try:
-            for statement in _LOCKDOWN:
-                self._con.execute(statement)
-            # Only ever used to spawn reader cursors, so it is never busy when one is needed.
-            self._cursor_source = self._con.cursor()
+            with self._guard():
+                self._con, self._cursor_source = self._open()
         except BaseException:
-            self._con.close()
+            if self._file_guard is not None:
+                self._file_guard.close()
             raise
         self._write_lock = threading.Lock()
         self._cursor_lock = threading.Lock()
+        # Readers in flight; a file rewrite (erase) waits for them to finish before it closes the file.
+        self._readers = 0
+        self._readers_done = threading.Condition(self._cursor_lock)
         self._closed = False
+
+    def _guard(self) -> contextlib.AbstractContextManager[None]:
+        return self._file_guard.shared() if self._file_guard is not None else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The in-process write lock, then the file guard (see storage/file_guard.py)."""
+        with self._write_lock, self._guard():
+            yield
+
+    def _open(self) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
+        """Connect, lock the configuration down and make the cursor source."""
+        con = self._connect()
+        try:
+            for statement in _LOCKDOWN:
+                con.execute(statement)
+            # Only ever used to spawn reader cursors, so it is never busy when one is needed.
+            return con, con.cursor()
+        except BaseException:
+            con.close()
+            raise
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(self.path, config=self._config)
+        except duckdb.Error as e:
+            wal = Path(f"{self.path}.wal")
+            if _WAL_REPLAY_FAILED not in str(e) or not wal.exists():
+                raise
+            # An unreplayable WAL would stop every start (a crash loop, reliability §2.3). Set it aside
+            # and open the file as of its last checkpoint: the spool still holds every record above
+            # the watermark that checkpoint covers and replays them.
+            aside = Path(f"{self.path}.wal.quarantined-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+            wal.rename(aside)
+            warn("duckdb_wal_quarantined", path=str(aside), bytes=aside.stat().st_size, error=str(e))
+            return duckdb.connect(self.path, config=self._config)
 
     # ---------------------------------------------------------------- writes
 
     def migrate(self) -> None:
-        with self._write_lock:
+        with self._writing():
             self._check_open()
             con = self._con
             con.execute(
@@ -167,7 +241,7 @@ class DuckDBStore:
     def append(self, batch: WriteBatch) -> None:
         # Arrow conversion is plain Python work: do it before taking the lock or a transaction.
         arrow = {table: to_arrow(table, rows) for table, rows in batch.tables().items() if rows}
-        with self._write_lock:
+        with self._writing():
             self._check_open()
             con = self._con
             # NOTE: views are registered outside the transaction: unregistering inside an aborted
@@ -200,7 +274,7 @@ class DuckDBStore:
 
     def delete_project(self, project_id: str) -> None:
         # NOTE: deleted rows keep their disk space until a compaction (reliability §2.5).
-        with self._write_lock:
+        with self._writing():
             self._check_open()
             con = self._con
             con.begin()
@@ -214,8 +288,59 @@ class DuckDBStore:
                 self._rollback()
                 raise
 
+    def erase_profile(self, project_id: str, profile_id: str) -> int:
+        params = {"project_id": project_id, "profile_id": profile_id}
+        with self._writing():
+            self._check_open()
+            con = self._con
+            con.begin()
+            try:
+                con.execute(_ERASE_SESSIONS_SQL, params)
+                deleted = 0
+                for statement in _ERASE_SQL:
+                    deleted += int(con.execute(statement, params).fetchall()[0][0])
+                con.execute("DROP TABLE _erase_sessions")
+                con.commit()
+            except BaseException:
+                self._rollback()
+                raise
+            if self.path != ":memory:":
+                # DELETE only marks rows; their bytes stay in the file's blocks (reliability §2.5).
+                self._rewrite()
+            return deleted
+
+    def _rewrite(self) -> None:
+        """Copy every table into a new file and put it in place of the old one, so deleted values are
+        physically gone. Holds the write lock; waits for readers in flight, blocks new ones meanwhile."""
+        fresh = Path(f"{self.path}.rewrite")
+        with self._cursor_lock:
+            while self._readers:
+                self._readers_done.wait()
+            self._cursor_source.close()
+            self._con.close()
+            try:
+                for leftover in (fresh, Path(f"{fresh}.wal")):
+                    leftover.unlink(missing_ok=True)
+                # A plain connection: the locked-down one may not attach files.
+                con = duckdb.connect(self.path, config=self._config)
+                try:
+                    source = con.execute("SELECT current_database()").fetchall()[0][0]
+                    target = str(fresh).replace("'", "''")
+                    con.execute(f"ATTACH '{target}' AS _rewrite")
+                    con.execute(f'COPY FROM DATABASE "{source}" TO _rewrite')
+                    con.execute("DETACH _rewrite")
+                    con.execute("CHECKPOINT")
+                finally:
+                    con.close()
+                # close() checkpointed, so no WAL belongs to the old file; never pair one with the new.
+                Path(f"{self.path}.wal").unlink(missing_ok=True)
+                os.replace(fresh, self.path)
+                _fsync_dir(Path(self.path).parent)
+            finally:
+                self._con, self._cursor_source = self._open()
+
     def checkpoint(self) -> None:
-        with self._write_lock:
+        with self._writing():
             self._check_open()
             self._con.execute("CHECKPOINT")
 
@@ -238,6 +363,10 @@ class DuckDBStore:
             return cursor.execute(sql, dict(params)).fetchall()
         finally:
             cursor.close()
+            with self._cursor_lock:
+                self._readers -= 1
+                if not self._readers:
+                    self._readers_done.notify_all()
 
     def watermark(self) -> int:
         rows = self.fetch("SELECT max(watermark) FROM _spool_watermark", {})
@@ -250,19 +379,24 @@ class DuckDBStore:
             raise StoreError(f"DuckDB store at {self.path} is not usable: {e}") from e
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A reader cursor, counted in `_readers`: the caller must decrement when done."""
         with self._cursor_lock:
             self._check_open()
-            return self._cursor_source.cursor()
+            cursor = self._cursor_source.cursor()
+            self._readers += 1
+            return cursor
 
     # ---------------------------------------------------------------- lifecycle
 
     def close(self) -> None:
-        with self._write_lock, self._cursor_lock:
+        with self._writing(), self._cursor_lock:
             if self._closed:
                 return
             self._closed = True
             self._cursor_source.close()
             self._con.close()
+        if self._file_guard is not None:
+            self._file_guard.close()
 
     def __enter__(self) -> DuckDBStore:
         return self

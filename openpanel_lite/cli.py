@@ -77,7 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--type", choices=["read", "write", "root"], default="write")
     cc.add_argument("--name")
     cc.set_defaults(handler=_cmd_client_create)
+    _add_ops_commands(sub)
     return parser
+
+
+def _add_ops_commands(sub: Any) -> None:
+    """backup, restore, profile erase (reliability: issue 6); handlers in cli_ops.py."""
+    from openpanel_lite import cli_ops
+
+    cli_ops.add_commands(sub, _common)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -66,6 +66,8 @@ class ClickHouseConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_onl
     database: str = "openpanel"
     # Cluster name for ON CLUSTER DDL; empty means a single server.
     cluster: str = ""
+    # This node's name for its spool watermark in ClickHouse; empty means the host name.
+    node: str = ""
 
 
 class StorageConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

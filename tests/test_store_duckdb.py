@@ -14,7 +14,7 @@ import msgspec
 import pyarrow as pa
 import pytest
 
-from openpanel_lite.config import ClickHouseConfig, Config, ConfigError, DataConfig, StorageConfig
+from openpanel_lite.config import Config, DataConfig
 from openpanel_lite.storage import StoreError, open_store
 from openpanel_lite.storage.arrow_rows import to_arrow
 from openpanel_lite.storage.columns import TABLES, arrow_schema, column_names
@@ -507,15 +507,6 @@ def test_open_store_picks_duckdb_and_migrates(tmp_path: Path) -> None:
         assert store.watermark() == 0
     finally:
         store.close()
-
-
-def test_open_store_refuses_clickhouse_for_now(tmp_path: Path) -> None:
-    cfg = Config(
-        data=DataConfig(dir=str(tmp_path)),
-        storage=StorageConfig(backend="clickhouse", clickhouse=ClickHouseConfig(url="http://localhost:8123")),
-    )
-    with pytest.raises(ConfigError, match="storage.backend: the ClickHouse store is not implemented yet"):
-        open_store(cfg)
 
 
 def test_naive_timestamps_are_utc() -> None:

@@ -124,7 +124,8 @@ def feed(reader: Reader, project_id: str, since: datetime, zone: ZoneInfo) -> li
         f"SELECT {', '.join(FEED_COLUMNS)} FROM events "
         f"WHERE project_id = {d.param('project_id', ParamKind.STRING)} "
         f"AND created_at >= {d.param('since', ParamKind.TIMESTAMP)} "
-        f"ORDER BY created_at DESC, id DESC LIMIT {d.param('limit', ParamKind.INT)}"
+        f"ORDER BY created_at DESC, {d.uuid_order.format(expr='id')} DESC "
+        f"LIMIT {d.param('limit', ParamKind.INT)}"
     )
     params = {
         "project_id": project_id,

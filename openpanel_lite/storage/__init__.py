@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from openpanel_lite.config import Config, ConfigError
+from openpanel_lite.config import Config
 from openpanel_lite.paths import events_path
 from openpanel_lite.storage.dialects import Dialect
 from openpanel_lite.storage.rows import WriteBatch
@@ -61,6 +61,7 @@ class EventStore(Protocol):
 
 def open_store(cfg: Config) -> EventStore:
     """The configured store, opened and migrated."""
+    store: EventStore
     match cfg.storage.backend:
         case "duckdb":
             from openpanel_lite.storage.duckdb import DuckDBStore
@@ -73,8 +74,16 @@ def open_store(cfg: Config) -> EventStore:
                 checkpoint_threshold=duck.checkpoint_threshold,
             )
         case "clickhouse":
-            raise ConfigError(
-                "storage.backend: the ClickHouse store is not implemented yet; use 'duckdb' for now"
+            from openpanel_lite.storage.clickhouse import ClickHouseStore
+
+            ch = cfg.storage.clickhouse
+            store = ClickHouseStore(
+                ch.url,
+                database=ch.database,
+                user=ch.user,
+                password=ch.password,
+                cluster=ch.cluster,
+                node=ch.node,
             )
     store.migrate()
     return store

@@ -19,6 +19,7 @@ class ParamKind(StrEnum):
     FLOAT = "float"
     INT = "int"
     TIMESTAMP = "timestamp"
+    UUID = "uuid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,10 @@ class Dialect:
     regex_match: str  # {expr} {value}
     # A string as a number, NULL when it is not one.
     to_number: str  # {expr}
+    # Round half away from zero to {digits} places (DuckDB's round; ClickHouse's rounds half to even).
+    round: str  # {expr} {digits}
+    # A UUID column as a sort key that orders like its text (ClickHouse sorts UUIDs by their halves).
+    uuid_order: str  # {expr}
 
     def param(self, name: str, kind: ParamKind) -> str:
         return self.placeholder.format(name=name, type=self.param_types[kind])
@@ -75,14 +80,51 @@ DUCKDB = Dialect(
     ends_with_ci="ends_with(lower({expr}), lower({value}))",
     regex_match="regexp_matches({expr}, {value})",
     to_number="TRY_CAST({expr} AS DOUBLE)",
+    round="round({expr}, {digits})",
+    uuid_order="{expr}",
 )
 
-# CLICKHOUSE = Dialect(name="clickhouse", placeholder="{{{name}:{type}}}",
-#     param_types={STRING: "String", FLOAT: "Float64", INT: "Int64", TIMESTAMP: "DateTime64(3, 'UTC')"},
-#     count_distinct="uniqExact({expr})", count_distinct_if="uniqExactIf({expr}, {cond})",
-#     count_if="countIf({cond})", sum_if="sumIf({expr}, {cond})", to_local_time="toTimeZone({ts}, {tz})",
-#     time_bucket={MINUTE: "toStartOfMinute({ts})", …, WEEK: "toStartOfWeek({ts}, 1)", …},
-#     map_get="{map}[{key}]", contains_ci="positionCaseInsensitiveUTF8({expr}, {value}) > 0", …)
-# goes here with storage/clickhouse.py, and the parity tests that keep it honest.
+# Results come back as naive datetimes holding the bucket's wall-clock time, as DuckDB's do: the
+# ClickHouse store reads every DateTime as UTC, so local buckets are rebuilt as 'UTC' values from
+# their calendar fields (toDate/toHour/toMinute read them in the zone of their argument).
+_CH_DAY = "toDateTime(toDate({ts}), 'UTC')"
+CLICKHOUSE = Dialect(
+    name="clickhouse",
+    placeholder="{{{name}:{type}}}",
+    param_types=MappingProxyType(
+        {
+            ParamKind.STRING: "String",
+            ParamKind.FLOAT: "Float64",
+            ParamKind.INT: "Int64",
+            ParamKind.TIMESTAMP: "DateTime64(3, 'UTC')",
+            ParamKind.UUID: "UUID",
+        }
+    ),
+    count_distinct="uniqExact({expr})",
+    count_distinct_if="uniqExactIf({expr}, {cond})",
+    count_if="countIf({cond})",
+    sum_if="sumIf({expr}, {cond})",
+    to_local_time="toTimeZone({ts}, {tz})",
+    time_bucket=MappingProxyType(
+        {
+            Interval.MINUTE: _CH_DAY + " + toHour({ts}) * 3600 + toMinute({ts}) * 60",
+            Interval.HOUR: _CH_DAY + " + toHour({ts}) * 3600",
+            Interval.DAY: _CH_DAY,
+            Interval.WEEK: "toDateTime(toStartOfWeek({ts}, 1), 'UTC')",
+            Interval.MONTH: "toDateTime(toStartOfMonth({ts}), 'UTC')",
+        }
+    ),
+    map_get="{map}[{key}]",
+    contains_ci="positionUTF8(lowerUTF8({expr}), lowerUTF8({value})) > 0",
+    starts_with_ci="startsWith(lowerUTF8({expr}), lowerUTF8({value}))",
+    ends_with_ci="endsWith(lowerUTF8({expr}), lowerUTF8({value}))",
+    # RE2 and a search (not a full match) in both engines.
+    regex_match="match({expr}, {value})",
+    # DuckDB's cast trims surrounding spaces; toFloat64OrNull does not.
+    to_number="toFloat64OrNull(trimBoth({expr}))",
+    # floor(x + 0.5) is half away from zero for x >= 0; sign() carries negative values over.
+    round="(sign({expr}) * floor(abs({expr}) * pow(10, {digits}) + 0.5) / pow(10, {digits}))",
+    uuid_order="toString({expr})",
+)
 
-DIALECTS: dict[str, Dialect] = {"duckdb": DUCKDB}
+DIALECTS: dict[str, Dialect] = {"duckdb": DUCKDB, "clickhouse": CLICKHOUSE}

@@ -76,12 +76,17 @@ DIMENSIONS: dict[Dimension, DimensionSql] = {
 _BOUNCED = "CASE WHEN is_bounce THEN 1 ELSE 0 END"
 
 
+def _ratio(d: Dialect, num: str, den: str) -> str:
+    """num / den rounded to 2 places, 0 when den is 0."""
+    return f"coalesce({d.round.format(expr=f'{num} / nullif({den}, 0)', digits=2)}, 0)"
+
+
 @dataclass(frozen=True, slots=True)
 class MetricSql:
     # Over the session base rows (sign, profile_id, is_bounce, duration, screen_view_count, …).
     sessions: Callable[[Dialect], str]
     # Over the event aggregates e_* and, when `needs_sessions`, the session roll-up s_*.
-    events: str
+    events: Callable[[Dialect], str]
     needs_sessions: bool = False
 
 
@@ -89,36 +94,42 @@ METRICS: dict[Metric, MetricSql] = {
     Metric.UNIQUE_VISITORS: MetricSql(
         # upstream: uniqIf(profile_id, sign > 0)
         lambda d: d.count_distinct_if.format(expr="profile_id", cond="sign > 0"),
-        "e_visitors",
+        lambda d: "e_visitors",
     ),
-    Metric.SESSIONS: MetricSql(lambda d: "coalesce(sum(sign), 0)", "e_sessions"),
-    Metric.PAGEVIEWS: MetricSql(lambda d: "coalesce(sum(sign * screen_view_count), 0)", "e_pageviews"),
+    Metric.SESSIONS: MetricSql(lambda d: "coalesce(sum(sign), 0)", lambda d: "e_sessions"),
+    Metric.PAGEVIEWS: MetricSql(
+        lambda d: "coalesce(sum(sign * screen_view_count), 0)", lambda d: "e_pageviews"
+    ),
     Metric.VIEWS_PER_SESSION: MetricSql(
-        lambda d: "coalesce(round(sum(sign * screen_view_count) / nullif(sum(sign), 0), 2), 0)",
-        "coalesce(round(e_pageviews / nullif(e_sessions, 0), 2), 0)",
+        lambda d: _ratio(d, "sum(sign * screen_view_count)", "sum(sign)"),
+        lambda d: _ratio(d, "e_pageviews", "e_sessions"),
     ),
     Metric.BOUNCE_RATE: MetricSql(
-        lambda d: f"coalesce(round(sum(sign * {_BOUNCED}) * 100 / nullif(sum(sign), 0), 2), 0)",
-        "coalesce(round(s_bounces * 100 / nullif(s_sessions, 0), 2), 0)",
+        lambda d: _ratio(d, f"sum(sign * {_BOUNCED}) * 100", "sum(sign)"),
+        lambda d: _ratio(d, "s_bounces * 100", "s_sessions"),
         needs_sessions=True,
     ),
     Metric.AVG_SESSION_DURATION: MetricSql(
         # upstream: round(avgIf(duration, duration > 0 AND sign > 0), 2) / 1000; sign-weighted here
         # so that a cancelled version's (+1, -1) pair drops out instead of being averaged in.
-        lambda d: "coalesce(round({} / nullif({}, 0), 2) / 1000, 0)".format(
-            d.sum_if.format(expr="sign * duration", cond="duration > 0"),
-            d.sum_if.format(expr="sign", cond="duration > 0"),
+        lambda d: (
+            _ratio(
+                d,
+                d.sum_if.format(expr="sign * duration", cond="duration > 0"),
+                d.sum_if.format(expr="sign", cond="duration > 0"),
+            )
+            + " / 1000"
         ),
-        "coalesce(round(s_duration / nullif(s_timed, 0), 2) / 1000, 0)",
+        lambda d: _ratio(d, "s_duration", "s_timed") + " / 1000",
         needs_sessions=True,
     ),
     Metric.REVENUE: MetricSql(
-        lambda d: "CAST(coalesce(sum(sign * revenue), 0) AS DOUBLE)", "CAST(e_revenue AS DOUBLE)"
+        lambda d: "CAST(coalesce(sum(sign * revenue), 0) AS DOUBLE)", lambda d: "CAST(e_revenue AS DOUBLE)"
     ),
     Metric.EVENTS: MetricSql(
         # session_start / session_end are not counted by sessions either.
         lambda d: "coalesce(sum(sign * (screen_view_count + event_count)), 0)",
-        "e_events",
+        lambda d: "e_events",
     ),
 }
 
@@ -358,7 +369,7 @@ def _aggregate(
         having = "\nHAVING sum(sign) > 0" if keys else ""
         return [], f"SELECT {key_list}{metrics}\nFROM {source}{group}{having}"
     # Only the aggregates the metrics use: exact distinct counts are the expensive part.
-    used = " ".join(METRICS[m].events for m in q.metrics)
+    used = " ".join(METRICS[m].events(d) for m in q.metrics)
     aggregates = ", ".join(f"{sql(d)} AS {name}" for name, sql in _EVENT_AGGREGATES if name in used)
     aggregates = aggregates or "count(*) AS e_rows"  # still one row per key for the join below
     ctes = [(f"{prefix}agg_e", f"SELECT {key_list}{aggregates}\nFROM {source}{group}")]
@@ -387,7 +398,7 @@ def _aggregate(
         )
         join = f"LEFT JOIN {prefix}agg_s USING ({', '.join(keys)})" if keys else f"CROSS JOIN {prefix}agg_s"
         joined += f" {join}"
-    metrics = ", ".join(f"{METRICS[m].events} AS m{i}" for i, m in enumerate(q.metrics))
+    metrics = ", ".join(f"{METRICS[m].events(d)} AS m{i}" for i, m in enumerate(q.metrics))
     return ctes, f"SELECT {key_list}{metrics}\nFROM {joined}"
 
 

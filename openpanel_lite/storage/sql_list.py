@@ -63,6 +63,7 @@ def compile_event_list(q: EventListQuery, dialect: Dialect) -> tuple[str, str, d
     offset = params.bind(q.offset, ParamKind.INT, "offset")
     page_sql = (
         f"-- sql\nSELECT {cols} FROM events AS e\nWHERE {where}\n"
-        f"ORDER BY e.created_at DESC, e.id DESC\nLIMIT {limit} OFFSET {offset}"
+        f"ORDER BY e.created_at DESC, {dialect.uuid_order.format(expr='e.id')} DESC\n"
+        f"LIMIT {limit} OFFSET {offset}"
     )
     return count_sql, page_sql, params.values

@@ -289,3 +289,52 @@ def test_clean_properties_always_within_limits(props: dict[str, object]) -> None
         assert 0 < len(value.encode()) <= 2048
         assert value == value.strip()
         assert not key.split(".")[0].startswith(("__ip", "__bot", "__path"))
+
+
+# The one-pass path for flat ASCII properties must agree with the general path on every input it
+# takes, and hand everything else over untouched.
+flat_keys = st.sampled_from(
+    [
+        "__title",
+        "__eventId",
+        "__path",
+        "__ip",
+        "__bot",
+        "__botty",
+        "__query",
+        "__hash",
+        "plan",
+        "a.b",
+        "",
+        "x" * 65,
+    ]
+) | st.text(max_size=70)
+flat_values = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["  ", " padded ", '{"a":1}', "[1,2]", "{broken", "é", "x" * 2100, "y" * 2047 + " z"])
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.dictionaries(flat_keys, flat_values, max_size=120),
+    st.sampled_from(["/", "/a?x=1", "/a?x=1#h", "/p#frag"]),
+)
+def test_flat_fast_path_agrees_with_the_general_path(props: dict[str, object], path: str) -> None:
+    from openpanel_lite.ingest.properties import _clean_flat, _clean_general
+
+    parsed = parse_path(path)
+    fast = path_properties(parsed)
+    general = path_properties(parsed)
+    _clean_general(props, general)
+    before = dict(fast)
+    if _clean_flat(props, fast):
+        assert fast == general
+        assert list(fast) == list(general)
+    else:
+        assert fast == before  # nothing half-added
+    assert clean_properties(props, path=parsed) == general

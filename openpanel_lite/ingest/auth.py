@@ -7,6 +7,8 @@ boundary, and only a *verified* secret counts (for revenue and for skipping bot 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -23,10 +25,11 @@ from openpanel_lite.meta import clients as clients_mod
 from openpanel_lite.meta import projects as projects_mod
 from openpanel_lite.meta.clients import Client
 from openpanel_lite.meta.db import MetaDB
-from openpanel_lite.meta.project_filters import IpFilter, ProfileIdFilter
+from openpanel_lite.meta.project_filters import IpFilter, ProfileIdFilter, ProjectFilter
 from openpanel_lite.meta.projects import Project
 
 # Lowercase UUID, version nibble unchecked, as upstream's check (§1.2 step 2).
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:\d{1,5})?/?$")
 
@@ -83,6 +86,8 @@ def clean_domain(value: str) -> str:
     return text.removesuffix("/")
 
 
+# Each site sends one or two origins: cache the decision (bounded, so random origins only churn it).
+@functools.lru_cache(maxsize=4096)
 def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
     """Whether an Origin header matches a project's CORS list.
 
@@ -113,20 +118,25 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
 
 
 def ip_blocked(ip: str, project: Project) -> bool:
-    if not ip:
+    networks = _ip_filters(project.filters)
+    if not ip or not networks:
         return False
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         return False
-    for f in project.filters:
+    return any(addr in net for net in networks)
+
+
+@functools.lru_cache(maxsize=256)
+def _ip_filters(filters: tuple[ProjectFilter, ...]) -> tuple[IPNetwork, ...]:
+    # Parsed once per filter set (a project edit makes a new tuple); invalid entries never match.
+    out: list[IPNetwork] = []
+    for f in filters:
         if isinstance(f, IpFilter):
-            try:
-                if addr in ipaddress.ip_network(f.ip, strict=False):
-                    return True
-            except ValueError:
-                continue
-    return False
+            with contextlib.suppress(ValueError):
+                out.append(ipaddress.ip_network(f.ip, strict=False))
+    return tuple(out)
 
 
 def profile_blocked(profile_id: str | None, project: Project) -> bool:

@@ -22,8 +22,11 @@ _MAX_ADDRESS_TEXT = 100
 _SERVER_SDK_HEADERS = ("openpanel-client-ip", "x-client-ip")
 
 
-class TrustedProxies(msgspec.Struct, frozen=True):
-    """Networks of reverse proxies whose forwarding headers are believed (``server.trusted_proxies``)."""
+class TrustedProxies(msgspec.Struct, frozen=True, cache_hash=True):
+    """Networks of reverse proxies whose forwarding headers are believed (``server.trusted_proxies``).
+
+    Hashed once (cache_hash): it is part of every cached client-address lookup's key.
+    """
 
     networks: tuple[IPNetwork, ...] = ()
 

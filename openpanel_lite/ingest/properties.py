@@ -63,13 +63,57 @@ def clean_properties(props: Mapping[str, object] | None, *, path: ParsedPath | N
     out = path_properties(path) if path is not None else {}
     if not props:
         return out
+    if not _clean_flat(props, out):
+        _clean_general(props, out)
+    return out
+
+
+def _clean_general(props: Mapping[str, object], out: dict[str, str]) -> None:
     kept = {k: v for k, v in props.items() if not _is_stripped(str(k))}
     for key, value in to_dots(kept).items():
         if len(out) >= MAX_PROPERTIES:
             break
         if key not in out and _storable_key(key) and not _is_stripped(key):
             out[key] = _cut_utf8(value, MAX_VALUE_BYTES)
-    return out
+
+
+def _clean_flat(props: Mapping[str, object], out: dict[str, str]) -> bool:
+    """clean_properties for the usual shape, in one pass: ASCII keys without dots holding scalars.
+
+    Adds to ``out`` exactly what the general path would and returns True; returns False, having
+    added nothing, at the first key or value that needs the general path (nesting, JSON-looking or
+    non-ASCII strings, dotted keys), which then starts over.
+    """
+    staged: list[tuple[str, str]] = []
+    for key, value in props.items():
+        if type(key) is not str or not key.isascii() or "." in key:
+            return False
+        kind = type(value)
+        if kind is str:
+            if not value.isascii():  # type: ignore[attr-defined]
+                return False
+            text = value.strip()  # type: ignore[attr-defined]
+            if text and text[0] in "{[":
+                return False
+        elif value is None:
+            continue
+        elif kind is bool:
+            text = "true" if value else "false"
+        elif kind is int:
+            text = str(value)
+        elif kind is float:
+            text = js_number(value)  # type: ignore[arg-type]
+        else:
+            return False
+        if text and key not in STRIPPED_KEYS and not key.startswith(SERVER_KEY_PREFIX):
+            staged.append((key, text))
+    for key, text in staged:
+        if len(out) >= MAX_PROPERTIES:
+            break
+        # ASCII: characters are bytes, so the byte limits are plain lengths.
+        if key not in out and len(key) <= MAX_KEY_BYTES and key:
+            out[key] = text if len(text) <= MAX_VALUE_BYTES else text[:MAX_VALUE_BYTES].rstrip()
+    return True
 
 
 def path_properties(parsed: ParsedPath) -> dict[str, str]:
@@ -78,6 +122,8 @@ def path_properties(parsed: ParsedPath) -> dict[str, str]:
     Flattened by the same rules as client properties (so ``?f={"a":1}`` gives ``__query.f.a``).
     """
     out: dict[str, str] = {}
+    if not parsed.query and not parsed.hash:
+        return out
     for key, value in to_dots({"__query": parsed.query, "__hash": parsed.hash}).items():
         if len(out) >= MAX_PROPERTIES:
             break

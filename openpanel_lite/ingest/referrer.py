@@ -81,18 +81,23 @@ def resolve_referrer(
     A referrer on the page's own host (internal navigation) or without a hostname is dropped; the
     UTM source still applies: name = utm.name || parsed.name || parsed.url, type = utm.type || parsed.type.
     """
-    parsed = NO_REFERRER
-    if referrer_url:
-        candidate = parse_referrer(referrer_url)
-        host = _host_and_path(candidate.url)[0]
-        if host and not _same_site(host, hostname(path_url or "")):
-            parsed = candidate
-    utm = referrer_from_query(query)
+    parsed = _external_referrer(referrer_url, hostname(path_url or "")) if referrer_url else NO_REFERRER
+    utm = referrer_from_query(query) if query else None
     return ReferrerColumns(
         referrer=parsed.url,
         referrer_name=(utm.name if utm else "") or parsed.name or parsed.url,
         referrer_type=(utm.type if utm else "") or parsed.type,
     )
+
+
+# A site's pages and its few referrers repeat: the pair's verdict is cached (bounded).
+@lru_cache(maxsize=8192)
+def _external_referrer(referrer_url: str, page_host: str) -> Referrer:
+    candidate = parse_referrer(referrer_url)
+    host = _host_and_path(candidate.url)[0]
+    if host and not _same_site(host, page_host):
+        return candidate
+    return NO_REFERRER
 
 
 def _same_site(referrer_host: str, page_host: str) -> bool:

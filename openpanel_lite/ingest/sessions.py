@@ -125,7 +125,7 @@ class SessionTracker:
             out_sessions += [msgspec.structs.replace(live.row, sign=-1), new_row]
             live.set_row(new_row)
             live.wall_ms = max(live.wall_ms, wall_ms)
-            event = self._inherit_referrer(event, new_row)
+            event = self._join(event, new_row)
         else:
             kind = "new"
             if live is not None:
@@ -152,7 +152,6 @@ class SessionTracker:
                     revenue=0,
                 )
             )
-        event = msgspec.structs.replace(event, session_id=self._live[key].row.id)
         if event.profile_id and event.profile_id != event.device_id:
             self._by_profile[(event.project_id, event.profile_id)] = event.device_id
         return SessionOutcome(kind, event, out_events, out_sessions, links)
@@ -280,10 +279,11 @@ class SessionTracker:
         return msgspec.structs.replace(row, **changes)
 
     @staticmethod
-    def _inherit_referrer(event: EventRow, row: SessionRow) -> EventRow:
-        # A visit keeps its entry referrer: later pages' own referrers are internal navigation.
-        changes = {k: getattr(row, k) for k in _REFERRER_FIELDS if getattr(row, k)}
-        return msgspec.structs.replace(event, **changes) if changes else event
+    def _join(event: EventRow, row: SessionRow) -> EventRow:
+        """The event as part of the live session: its id, and the visit's entry referrer (later
+        pages' own referrers are internal navigation)."""
+        changes: dict[str, object] = {k: v for k in _REFERRER_FIELDS if (v := getattr(row, k))}
+        return msgspec.structs.replace(event, session_id=row.id, **changes)
 
     def _forget_profile(self, row: SessionRow) -> None:
         key = (row.project_id, row.profile_id)

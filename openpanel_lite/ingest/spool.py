@@ -174,8 +174,8 @@ class Spool:
                 raise SpoolClosed()
             future: asyncio.Future[int | None] = loop.create_future()
             self._queue.append(_Item(record, Entry(body, dedup_key, window), loop, future))
+            # Removed by _complete, which resolves it (cheaper than a done-callback per request).
             self._outstanding.add(future)
-            future.add_done_callback(self._outstanding.discard)
             # Wake the thread when it may be idle (first item) or when a full group is ready.
             if len(self._queue) == 1 or len(self._queue) >= self._group_max:
                 self._cond.notify()
@@ -275,7 +275,9 @@ class Spool:
                     self._listener(committed)
                 except Exception as e:  # the records are durable; a replay after restart still finds them
                     log("spool_listener_failed", logging.ERROR, error=repr(e))
+        outstanding = self._outstanding
         for item, outcome in pairs:
+            outstanding.discard(item.future)
             if item.future.done():
                 continue  # the caller gave up (cancelled); the record may still be committed
             if isinstance(outcome, SpoolError):

@@ -51,6 +51,7 @@ def parse_path(value: str | None) -> ParsedPath:
     return ParsedPath(path=path, origin=origin, query=dict(query), hash=fragment)
 
 
+@lru_cache(maxsize=8192)  # every event asks for its page's host; pages repeat
 def hostname(url: str) -> str:
     """The lowercase hostname of an absolute or '//host' URL, "" when it has none or is malformed."""
     try:

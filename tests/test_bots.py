@@ -20,6 +20,7 @@ from openpanel_lite.ingest.bots import (
     detect_bot,
     soft_bot_reasons,
 )
+from openpanel_lite.ingest.headers import LowerCaseHeaders
 from openpanel_lite.ingest.useragent import parse_user_agent
 
 CHROME_DESKTOP = (
@@ -246,6 +247,19 @@ def test_missing_or_empty_accept_language() -> None:
 def test_header_names_in_any_case() -> None:
     shouted = {k.title(): v for k, v in BROWSER_HEADERS.items()}
     assert soft_bot_reasons(CHROME_DESKTOP, shouted, False, None) == []
+
+
+def test_lower_case_headers_are_looked_up_without_a_scan() -> None:
+    # The ingest routes pass LowerCaseHeaders (ASGI names are lower case): the same values give the
+    # same verdict, and a key in another case is not there, because no such request exists.
+    lower = LowerCaseHeaders(BROWSER_HEADERS)
+    assert soft_bot_reasons(CHROME_DESKTOP, lower, False, None) == []
+    shouted = LowerCaseHeaders({k.title(): v for k, v in BROWSER_HEADERS.items()})
+    assert soft_bot_reasons(CHROME_DESKTOP, shouted, False, None) == [
+        "header:missing_sec_ch_ua",
+        "header:missing_sec_fetch",
+        "header:missing_accept_language",
+    ]
 
 
 def test_datacenter_ip_with_and_without_asn() -> None:

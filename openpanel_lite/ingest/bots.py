@@ -17,6 +17,7 @@ from ua_parser.core import Matcher
 from ua_parser.lazy import DeviceMatcher
 from ua_parser.regex import Resolver
 
+from openpanel_lite.ingest.headers import LowerCaseHeaders
 from openpanel_lite.ingest.useragent import parse_user_agent, uap_resolve
 
 CACHE_SIZE: Final = 5000
@@ -188,6 +189,8 @@ def _present(headers: Mapping[str, str], name: str) -> bool:
     value = headers.get(name)
     if value is not None and value.strip():
         return True  # the common case: one lookup
+    if isinstance(headers, LowerCaseHeaders):
+        return False
     return any(v.strip() for k, v in headers.items() if k.lower() == name)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from openpanel_lite import logs
+from openpanel_lite.ingest.headers import LowerCaseHeaders
 from openpanel_lite.ingest.service import MAX_BODY_BYTES, Reply, RequestMeta
 from openpanel_lite.runtime import Runtime
 
@@ -41,7 +42,7 @@ class TrackFastPath:
             await self.app(scope, receive, send)
 
     async def _track(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers: dict[str, str] = {}
+        headers = LowerCaseHeaders()
         for raw_name, raw_value in scope["headers"]:
             # ASGI servers (granian included) give header names in lower case.
             name = raw_name.decode("latin-1")

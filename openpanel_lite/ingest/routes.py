@@ -16,6 +16,7 @@ from litestar.enums import HttpMethod
 from litestar.handlers import HTTPRouteHandler
 
 from openpanel_lite import logs
+from openpanel_lite.ingest.headers import LowerCaseHeaders
 from openpanel_lite.ingest.service import MAX_BODY_BYTES, IngestService, LegacyKind, Reply, RequestMeta
 from openpanel_lite.ingest.tracker_route import tracker_js
 
@@ -23,7 +24,7 @@ _CORS = {"access-control-allow-origin": "*", "vary": "Origin"}
 
 
 def _meta(request: Request[Any, Any, Any]) -> RequestMeta:
-    headers: dict[str, str] = {}
+    headers = LowerCaseHeaders()
     # Repeated lines (X-Forwarded-For from several proxies) are joined so the rightmost hop stays last.
     for name, value in request.headers.multi_items():
         key = name.lower()

@@ -7,6 +7,7 @@ Routes (every one answers 404 to non-members, like all /p/... pages):
   GET /p/{id}/sessions/{sid}    (and /p/{id}/session?id= for ids that are no path segment)
   GET /p/{id}/profiles          ?tab=identified|anonymous|power-users&q=&page=
   GET /p/{id}/profiles/{pid}    (and /p/{id}/profile?id=)
+  GET /p/{id}/profile/erase?id= (owners: the confirm step) → POST /p/{id}/profile/erase (GDPR erase)
 The lists answer an htmx request (filter form, pager) with their results partial only; the URL keeps
 the state, so a reload or a shared link shows the same page. Store reads run in worker threads.
 """
@@ -16,14 +17,17 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from litestar import Request, get
+import msgspec
+from litestar import Request, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Template
 
 from openpanel_lite.dashboard.explorer_links import Links, ListState
-from openpanel_lite.dashboard.session import Viewer, dashboard_router, is_htmx, project_access
+from openpanel_lite.dashboard.forms import FormError, read_form
+from openpanel_lite.dashboard.session import Viewer, dashboard_router, is_htmx, project_access, project_role
+from openpanel_lite.erase import erase_live
 from openpanel_lite.meta.projects import Project
 from openpanel_lite.query import FilterOperator, QueryError
 from openpanel_lite.reports import events as event_reports
@@ -223,8 +227,7 @@ async def profiles_list(
     return _page_or_partial(request, "explorers/profiles.html", "explorers/_profiles_results.html", context)
 
 
-async def _profile(runtime: Runtime, viewer: Viewer, project_id: str, profile_id: str) -> Template:
-    project = project_access(runtime, viewer, project_id)
+async def _profile_detail(runtime: Runtime, project: Project, profile_id: str) -> Any:
     # '' is no profile (server events without one carry it): not found, like any unknown id.
     detail = None
     if profile_id:
@@ -233,7 +236,14 @@ async def _profile(runtime: Runtime, viewer: Viewer, project_id: str, profile_id
         )
     if detail is None:
         raise NotFoundException("profile not found")
-    return Template("explorers/profile.html", context=_base(viewer, project) | {"detail": detail})
+    return detail
+
+
+async def _profile(runtime: Runtime, viewer: Viewer, project_id: str, profile_id: str) -> Template:
+    project, role = project_role(runtime, viewer, project_id)
+    detail = await _profile_detail(runtime, project, profile_id)
+    context = _base(viewer, project) | {"detail": detail, "can_erase": role == "owner"}
+    return Template("explorers/profile.html", context=context)
 
 
 @get("/p/{project_id:str}/profiles/{profile_id:str}", include_in_schema=False)
@@ -256,6 +266,48 @@ async def profile_detail_by_query(
     return await _profile(runtime, viewer, project_id, id_)
 
 
+# ------------------------------------------------------------------------------------------------
+# GDPR erase (reliability §5, S15): owners only, a confirm page, then a CSRF-checked POST
+
+
+class EraseForm(msgspec.Struct, kw_only=True):
+    id: str = ""
+    confirm: str = ""
+
+
+@get("/p/{project_id:str}/profile/erase", include_in_schema=False)
+async def profile_erase_confirm(
+    runtime: NamedDependency[Runtime],
+    viewer: NamedDependency[Viewer],
+    project_id: FromPath[str],
+    id_: QueryId = "",
+) -> Template:
+    project = project_access(runtime, viewer, project_id, owner=True)
+    detail = await _profile_detail(runtime, project, id_)
+    context = _base(viewer, project) | {"detail": detail, "result": None}
+    return Template("explorers/profile_erase.html", context=context, headers={"Cache-Control": "no-store"})
+
+
+@post("/p/{project_id:str}/profile/erase", include_in_schema=False, status_code=200)
+async def profile_erase(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    viewer: NamedDependency[Viewer],
+    project_id: FromPath[str],
+) -> Template:
+    # `viewer` already checked the CSRF token (every non-GET dashboard request).
+    project = project_access(runtime, viewer, project_id, owner=True)
+    try:
+        form = await read_form(request, EraseForm)
+    except FormError as e:
+        raise ValidationException(str(e)) from None
+    if not form.id or form.confirm != "erase":
+        raise ValidationException("the erase was not confirmed")
+    result = await erase_live(runtime.ingest, project.id, form.id)
+    context = _base(viewer, project) | {"detail": None, "result": result}
+    return Template("explorers/profile_erase.html", context=context, headers={"Cache-Control": "no-store"})
+
+
 router = dashboard_router(
     [
         events_list,
@@ -266,5 +318,7 @@ router = dashboard_router(
         profiles_list,
         profile_detail,
         profile_detail_by_query,
+        profile_erase_confirm,
+        profile_erase,
     ]
 )

@@ -251,7 +251,8 @@ def test_line_chart_exact_string_single_point() -> None:
     svg = line_chart([Point("Today", 3)], None, width=300, height=100, label="Visitors")
     assert str(svg) == (
         '<svg xmlns="http://www.w3.org/2000/svg" class="op-chart op-chart--line op-chart--single" '
-        'width="100%" height="100" role="img" aria-label="Visitors: 1 bucket from Today to Today">'
+        'width="100%" height="100" role="img" aria-label="Visitors: 1 bucket from Today to Today" '
+        'tabindex="0" aria-keyshortcuts="ArrowLeft ArrowRight Home End">'
         '<g class="op-chart__grid" aria-hidden="true">'
         '<line x1="0" x2="100%" y1="76" y2="76"/><line x1="0" x2="100%" y1="54.67" y2="54.67"/>'
         '<line x1="0" x2="100%" y1="33.33" y2="33.33"/><line x1="0" x2="100%" y1="12" y2="12"/></g>'
@@ -894,3 +895,61 @@ def test_chromium_phone_width_dark(tmp_path: Path) -> None:
     assert layout["xss"] is None
     assert out["named"]["focus"] == "solid"
     assert out["pageErrors"] == [] and out["dialogs"] == []
+
+
+KEY_STATE = """({
+  tip: document.querySelector('.op-tip') && !document.querySelector('.op-tip').hidden
+    ? document.querySelector('.op-tip').textContent : null,
+  active: [...document.querySelectorAll('.op-chart__bucket.is-active')].map(
+    b => [...b.parentNode.children].indexOf(b)),
+  cursorShown: [...document.querySelectorAll('.op-chart__bucket.is-active .op-chart__cursor')]
+    .map(c => getComputedStyle(c).visibility),
+  announced: (document.querySelector('.op-live-region') || {}).textContent,
+  focused: document.activeElement && document.activeElement.getAttribute('class'),
+})"""
+
+
+@pytest.mark.browser
+@needs_browser
+def test_chart_buckets_reachable_by_keyboard(tmp_path: Path) -> None:
+    """One tab stop per chart; arrows, Home and End walk its buckets with the same tooltip text."""
+    page = demo_page(tmp_path)
+    line = ".op-chart--line"
+    steps: list[dict[str, str | int]] = [
+        {"eval": "[...document.querySelectorAll('svg.op-chart')].map(c => c.tabIndex)", "as": "tabindex"},
+        {"focus": line},
+        {"eval": KEY_STATE, "as": "focused"},
+    ]
+    for key, name in (
+        ("ArrowRight", "first"),
+        ("ArrowRight", "second"),
+        ("End", "end"),
+        ("ArrowRight", "past_end"),
+        ("ArrowLeft", "back"),
+        ("Home", "home"),
+        ("Escape", "escape"),
+    ):
+        steps += [{"press": key}, {"eval": KEY_STATE, "as": name}]
+    steps += [{"press": "End"}, {"focus": ".op-chart--bars"}, {"eval": KEY_STATE, "as": "blurred"}]
+    steps += [{"press": "ArrowLeft"}, {"eval": KEY_STATE, "as": "bars_last"}]
+    out = chromium({"url": page.as_uri(), "width": 1200, "height": 900, "steps": steps}, tmp_path)
+    named = out["named"]
+    assert out["pageErrors"] == []
+    assert named["tabindex"] == [0, 0]  # both charts are in the tab order, once each
+    assert named["focused"]["tip"] is None
+    assert named["focused"]["focused"].startswith("op-chart op-chart--line")
+    first = "Mar 1\nSessions: 120\nPrevious period (Feb 15): 100"
+    assert named["first"]["tip"] == first
+    assert named["first"]["active"] == [0] and named["first"]["cursorShown"] == ["visible"]
+    assert named["first"]["announced"] == first
+    assert named["second"]["tip"] == "Mar 2\nSessions: 180\nPrevious period (Feb 16): 150"
+    last = "Mar 14\nSessions: 470\nPrevious period (Feb 28): 350"
+    assert named["end"]["tip"] == last and named["end"]["active"] == [13]
+    assert named["past_end"]["tip"] == last and named["past_end"]["active"] == [13]
+    assert named["back"]["active"] == [12]
+    assert named["home"]["active"] == [0]
+    assert named["escape"]["tip"] is None and named["escape"]["active"] == []
+    # Leaving the chart hides its tooltip; the bar chart then starts from its own last bucket.
+    assert named["blurred"]["tip"] is None and named["blurred"]["active"] == []
+    assert named["bars_last"]["active"] == [6]
+    assert named["bars_last"]["tip"].startswith("Mar 7\n")

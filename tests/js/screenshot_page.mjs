@@ -3,7 +3,8 @@
 //   node screenshot_page.mjs spec.json
 //
 // spec: {url, screenshot?, width?, height?, colorScheme?: "light"|"dark", fullPage?: bool,
-//        steps?: [{"hover": "css selector"} | {"eval": "js expression", "as"?: name} | {"sleep": ms}]}
+//        steps?: [{"hover": "css selector"} | {"focus": "css selector"} | {"press": "Key"} |
+//                 {"eval": "js expression", "as"?: name} | {"sleep": ms}]}
 // output (stdout, JSON): {named: {}, pageErrors: [], dialogs: [], requests: [url, …]}
 // `requests` lists every URL the page asked for, so a test can check that nothing left the machine.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -47,6 +48,10 @@ try {
     } else if ('eval' in step) {
       const value = await page.evaluate(step.eval);
       if (step.as) out.named[step.as] = value;
+    } else if ('focus' in step) {
+      await page.focus(step.focus);
+    } else if ('press' in step) {
+      await page.keyboard.press(step.press);
     } else if ('sleep' in step) {
       await page.waitForTimeout(step.sleep);
     } else {

@@ -12,12 +12,15 @@ import threading
 import weakref
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from openpanel_lite.cache import CachedReader, QueryCache, Reader
 from openpanel_lite.query import Metric
 from openpanel_lite.reports import live, overview
 from openpanel_lite.reports import top as top_tables
-from openpanel_lite.runtime import Runtime
+
+if TYPE_CHECKING:  # the dashboard's readers need not load the ingest stack
+    from openpanel_lite.runtime import Runtime
 
 _by_runtime: weakref.WeakKeyDictionary[Runtime, Reports] = weakref.WeakKeyDictionary()
 _by_runtime_lock = threading.Lock()

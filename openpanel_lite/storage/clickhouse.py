@@ -68,6 +68,12 @@ T = TypeVar("T")
 READ_SETTINGS: Final[dict[str, Any]] = {"join_use_nulls": 1, "aggregate_functions_null_for_empty": 1}
 _MUTATION: Final[dict[str, Any]] = {"mutations_sync": 2}
 RETRIES: Final = 5
+_TS: Final = "DateTime64(3, 'UTC')"
+_BOOK_TYPES: Final[dict[str, list[str]]] = {
+    "_spool_batches": ["String", "UInt64", "UInt64", "String", _TS],
+    "_spool_watermark": ["String", "UInt64", _TS],
+    MIGRATIONS_TABLE: ["UInt32", "String", _TS],
+}
 _BACKOFF_S: Final = 0.2
 
 
@@ -181,9 +187,10 @@ class ClickHouseStore:
         self._retry(lambda: self._client.command(sql, parameters=dict(params or {}), settings=settings))
 
     def _insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], token: str) -> None:
-        types = [c.clickhouse_type for c in TABLES[table]] if table in TABLES else None
-        if types is not None and len(columns) > len(types):
-            types = [*types, "UInt64"]
+        # Known types spare clickhouse-connect a DESCRIBE round trip per insert.
+        types = (
+            [*(c.clickhouse_type for c in TABLES[table]), "UInt64"] if table in TABLES else _BOOK_TYPES[table]
+        )
         settings = {**self._insert_settings, "insert_deduplication_token": token}
         self._retry(
             lambda: self._client.insert(

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from openpanel_lite import __version__, logs
+from openpanel_lite import __version__, logs, migrate_events
 from openpanel_lite import config as config_mod
 from openpanel_lite.config import Config, ConfigError
 from openpanel_lite.runtime import StartupError
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--name")
     cc.set_defaults(handler=_cmd_client_create)
     _add_ops_commands(sub)
+    migrate_events.add_command(sub, _common)  # issue 5; handler in migrate_events.py
     return parser
 
 

@@ -188,6 +188,11 @@ def resolve_path(cli_path: str | None, environ: Mapping[str, str], cwd: Path) ->
     return local if local.is_file() else None
 
 
+def config_file_for_process(cli_path: str | None) -> Path | None:
+    """The config file this process reads (for commands that edit it, e.g. migrate-events)."""
+    return resolve_path(cli_path, dict(os.environ), Path.cwd())
+
+
 def load_for_process(cli_path: str | None, overrides: Mapping[str, Any] | None = None) -> Config:
     """The CLI's entry point: the only place the real process environment is read."""
     environ = dict(os.environ)

@@ -366,6 +366,35 @@ class ClickHouseStore:
                 )
             return deleted
 
+    # ---------------------------------------------------------------- bulk copy (migrate-events)
+
+    def insert_rows(self, table: str, rows: Sequence[Sequence[Any]], token: str) -> None:
+        """Rows of `table` in columns.py order, as one deduplicated insert (not from the spool)."""
+        with self._write_lock:
+            self._check_open()
+            data = [[*map(_aware, r), 0] for r in rows]
+            self._insert(table, data, (*column_names(table), BATCH_COLUMN), token)
+
+    def delete_where(self, table: str, where: str, params: Mapping[str, object]) -> None:
+        """Delete the rows of `table` matching `where` (SQL written by the caller, values bound)."""
+        with self._write_lock:
+            self._check_open()
+            data = quote(self.layout.data_table(table))
+            bound = {k: _naive(v) for k, v in params.items()}
+            self._command(
+                f"ALTER TABLE {data}{self.layout.on_cluster} DELETE WHERE {where}", bound, **_MUTATION
+            )
+
+    def set_watermark(self, mark: int) -> None:
+        """Record `mark` as this node's spool watermark (a store moved here covers the spool up to it)."""
+        with self._write_lock:
+            self._check_open()
+            row = [self.node, mark, datetime.now(UTC)]
+            self._insert(
+                "_spool_watermark", [row], ("node", "watermark", "written_at"), f"{self.node}:set:{mark}"
+            )
+            self._mark = max(self._mark, mark)
+
     def checkpoint(self) -> None:
         # ClickHouse makes its own parts durable; there is no write-ahead log to fold here.
         self._check_open()

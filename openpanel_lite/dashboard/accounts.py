@@ -27,6 +27,7 @@ from openpanel_lite.dashboard.session import (
     DEPENDENCIES,
     HOME_PATH,
     LOGIN_PATH,
+    SECURITY_HEADERS,
     Viewer,
     client_ip,
     current_session,
@@ -336,4 +337,5 @@ router = Router(
         *(login_page, login, logout, onboarding_page, onboarding, register_page, register),
         *(account_page, change_password),
     ],
+    response_headers=SECURITY_HEADERS,
 )

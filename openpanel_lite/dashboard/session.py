@@ -47,7 +47,7 @@ from urllib.parse import quote, urlsplit
 
 import msgspec
 from litestar import Request, Router
-from litestar.datastructures import Cookie
+from litestar.datastructures import Cookie, ResponseHeader
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.response import Redirect
@@ -69,6 +69,22 @@ CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOGIN_PATH = "/login"
 HOME_PATH = "/projects"
+# Dashboard pages run only the scripts and styles served from /static: should tracked text ever slip
+# past template escaping, an injected <script>, on*= handler or javascript: URL still cannot run
+# (reliability.md S01). The templates hold no inline script; htmx needs no eval for the attributes used.
+# The one inline style is the indicator rule htmx 2.0.11 adds to <head>, allowed by its hash
+# (tests/security/test_s01_xss_corpus.py recomputes it from the vendored htmx.min.js).
+HTMX_INDICATOR_STYLE_HASH = "sha256-faU7yAF8NxuMTNEwVmBz+VcYeIoBQ2EMHW3WaVxCvnk="
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'self'; script-src 'self'; style-src 'self' '{HTMX_INDICATOR_STYLE_HASH}'; "
+    "img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    ResponseHeader(name="Content-Security-Policy", value=CONTENT_SECURITY_POLICY),
+    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+]
 
 
 class Viewer(msgspec.Struct, frozen=True, kw_only=True):
@@ -321,4 +337,9 @@ def project_access(runtime: Runtime, viewer: Viewer, project_id: str, *, owner: 
 
 def dashboard_router(route_handlers: Sequence[ControllerRouterHandler], path: str = "/") -> Router:
     """A Router whose handlers can ask for ``viewer``."""
-    return Router(path=path, route_handlers=list(route_handlers), dependencies=DEPENDENCIES)
+    return Router(
+        path=path,
+        route_handlers=list(route_handlers),
+        dependencies=DEPENDENCIES,
+        response_headers=SECURITY_HEADERS,
+    )

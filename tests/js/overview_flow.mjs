@@ -63,7 +63,13 @@ try {
     } else if ('waitFor' in step) {
       await page.waitForSelector(step.waitFor, { timeout: step.timeout ?? 10000 });
     } else if ('waitUntil' in step) {
-      await page.waitForFunction(step.waitUntil, null, { timeout: step.timeout ?? 10000, polling: 50 });
+      // Polled with page.evaluate: waitForFunction evals its string inside the page, which the
+      // dashboard's Content-Security-Policy (no 'unsafe-eval') refuses.
+      const deadline = Date.now() + (step.timeout ?? 10000);
+      while (!(await page.evaluate(step.waitUntil))) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${step.waitUntil}`);
+        await page.waitForTimeout(50);
+      }
     } else if ('eval' in step) {
       const value = await page.evaluate(step.eval);
       if (step.as) out.named[step.as] = value;

@@ -115,6 +115,14 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def _fatal(error: BaseException) -> bool:
+    """DuckDB invalidated the database (only a reopen helps), per this error or its cause."""
+    for e in (error, error.__cause__):
+        if isinstance(e, duckdb.FatalException) or (e is not None and "invalidated" in str(e)):
+            return True
+    return False
+
+
 def _fsync_dir(folder: Path) -> None:
     # The rename must be durable before the caller reports the erase done.
     with contextlib.suppress(OSError):
@@ -174,6 +182,7 @@ class DuckDBStore:
         # Readers in flight; a file rewrite (erase) waits for them to finish before it closes the file.
         self._readers = 0
         self._readers_done = threading.Condition(self._cursor_lock)
+        self._invalidated = False  # DuckDB reported a fatal error: reopen before the next write
         self._closed = False
 
     def _guard(self) -> contextlib.AbstractContextManager[None]:
@@ -181,9 +190,33 @@ class DuckDBStore:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        """The in-process write lock, then the file guard (see storage/file_guard.py)."""
+        """The in-process write lock, then the file guard (see storage/file_guard.py); reopens a
+        database DuckDB invalidated, and notes a fatal error for the next caller to reopen."""
         with self._write_lock, self._guard():
-            yield
+            if self._invalidated and not self._closed:
+                self._reopen()
+            try:
+                yield
+            except (duckdb.Error, StoreError) as e:
+                if _fatal(e):
+                    self._invalidated = True
+                raise
+
+    def _reopen(self) -> None:
+        # A failed CHECKPOINT (e.g. ENOSPC) is fatal: DuckDB refuses every call until the database is
+        # opened again (reliability §2.2). The file itself is intact; the WAL replays on open.
+        with self._cursor_lock:
+            while self._readers:
+                self._readers_done.wait()
+            for con in (self._cursor_source, self._con):
+                with contextlib.suppress(duckdb.Error):
+                    con.close()
+            try:
+                self._con, self._cursor_source = self._open()
+            except duckdb.Error as e:
+                raise StoreError(f"DuckDB store at {self.path} could not be reopened: {e}") from e
+            self._invalidated = False
+        warn("duckdb_reopened", path=self.path)
 
     def _open(self) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
         """Connect, lock the configuration down and make the cursor source."""
@@ -361,6 +394,10 @@ class DuckDBStore:
         cursor = self._cursor()
         try:
             return cursor.execute(sql, dict(params)).fetchall()
+        except duckdb.Error as e:
+            if _fatal(e):
+                self._invalidated = True
+            raise
         finally:
             cursor.close()
             with self._cursor_lock:
@@ -374,6 +411,9 @@ class DuckDBStore:
 
     def check(self) -> None:
         try:
+            if self._invalidated:
+                with self._writing():  # reopens; health recovers even while nothing is written
+                    pass
             self.fetch("SELECT count(*) FROM _spool_watermark", {})
         except (duckdb.Error, StoreError) as e:
             raise StoreError(f"DuckDB store at {self.path} is not usable: {e}") from e

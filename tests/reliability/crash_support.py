@@ -191,6 +191,7 @@ class Load:
         self.acked: set[str] = set()
         self.acked_order: list[str] = []
         self.acked_at: dict[str, tuple[float, int]] = {}  # id -> (time.monotonic(), status) of its ack
+        self.latencies: list[tuple[float, float]] = []  # (sent at, seconds to the answer) of each 2xx
         self.statuses: Counter[int] = Counter()
         self.refused = 0  # connection refused: the server is down, nothing was sent
         self.dropped = 0  # the connection died after the request was written: fate unknown
@@ -271,6 +272,7 @@ class Load:
                 self.inflight += 1
             status: int | None = None
             refused = False
+            sent_at = time.monotonic()
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
@@ -293,6 +295,7 @@ class Load:
                 if status is not None:
                     self.statuses[status] += 1
                 if status is not None and 200 <= status < 300:
+                    self.latencies.append((sent_at, time.monotonic() - sent_at))
                     if event_id not in self.acked:
                         self.acked.add(event_id)
                         self.acked_order.append(event_id)

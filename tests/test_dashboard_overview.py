@@ -26,12 +26,12 @@ import pytest
 from openpanel_lite.dashboard.formatting import compact_number, duration, money, number, percent
 from openpanel_lite.dashboard.overview_controls import period_label
 from openpanel_lite.dashboard.overview_views import METRIC_VIEWS, bucket_label, filter_field, row_name
-from openpanel_lite.dashboard.urlstate import UrlState, filter_param, from_controls
+from openpanel_lite.dashboard.urlstate import UrlState, filter_param, from_controls, from_filter_form
 from openpanel_lite.dashboard.widgets import WIDGETS
 from openpanel_lite.dates import RangeName, resolve_period
 from openpanel_lite.meta import clients, members, projects, users
 from openpanel_lite.meta.projects import Project
-from openpanel_lite.query import Interval
+from openpanel_lite.query import Dimension, Interval, ParamError
 from openpanel_lite.reports.overview import OverviewQuery
 from openpanel_lite.reports.params import parse_metric, parse_overview
 from openpanel_lite.reports.service import Reports
@@ -283,6 +283,39 @@ def test_controls_form_is_tidied_but_urls_are_not() -> None:
     assert from_controls({**form, "range": ["forever"]}, "UTC", now).get("range") == "forever"
 
 
+def test_filter_form_becomes_one_more_f() -> None:
+    view = {"range": ["7d"], "f": ["country,is,GB"], "pages": ["exit"], "from": ["filter"]}
+
+    def submit(**fields: str) -> str:
+        return from_filter_form({**view, **{k: [v] for k, v in fields.items()}}).query()
+
+    assert (
+        submit(fk="browser", fo="is", fv="Chrome")
+        == "range=7d&f=country,is,GB&f=browser,is,Chrome&pages=exit"
+    )
+    # An event property by name; a value may hold commas; valueless operators need no value.
+    assert submit(fk="property", fp=" plan ", fo="contains", fv="pro, team").endswith(
+        "f=properties.plan,contains,pro,%20team&pages=exit"
+    )
+    assert "f=entry_path,isNull" in submit(fk="entry_path", fo="isNull", fv="ignored")
+    assert submit(fk="country", fo="is", fv="GB") == "range=7d&f=country,is,GB&pages=exit"  # once
+    assert "f=properties.value,gte,10" in submit(fk="property", fp="value", fo="gte", fv="10")
+    bad = [
+        ({"fk": "planet", "fv": "x"}, "fk", "unknown field 'planet'"),
+        ({"fk": "property", "fp": " ", "fv": "x"}, "fp", "name the event property"),
+        ({"fk": "property", "fp": "a,b", "fv": "x"}, "fp", "cannot contain a comma"),
+        ({"fk": "path", "fo": "like", "fv": "x"}, "fo", "unknown operator"),
+        ({"fk": "path", "fo": "is", "fv": "  "}, "fv", "enter a value"),
+        ({"fk": "property", "fp": "n", "fo": "gt", "fv": "ten"}, "fv", "compares numbers; 'ten' is not one"),
+        ({"fk": "path", "fo": "regex", "fv": "(unclosed"}, "fv", "not a valid regular expression"),
+        ({"fk": "path", "fo": "regex", "fv": "(?!x)y"}, "fv", "RE2 syntax"),
+    ]
+    for fields, param, message in bad:
+        with pytest.raises(ParamError) as caught:
+            submit(**fields)
+        assert caught.value.param == param and message in caught.value.detail, (fields, caught.value)
+
+
 def test_period_and_bucket_labels() -> None:
     now = datetime(2025, 3, 12, 15, 7, tzinfo=UTC)
 
@@ -532,6 +565,9 @@ BAD = [
     ("f=nope,is,x", "f"),
     ("f=country", "f"),
     ("f=country,like,x", "f"),
+    ("f=path,regex,(", "f"),
+    ("f=path,regex,(?=a)b", "f"),
+    ("f=properties.plan,gt,abc", "f"),
     ("filters=not-json", "filters"),
     ("metric=bogus", "metric"),
     ("sources=bogus", "sources"),
@@ -821,3 +857,41 @@ def test_tracked_script_payloads_never_run(env: Env, tmp_path: Path) -> None:
     assert named["error_param"] == "range"
     assert out["pageErrors"] == [] and out["dialogs"] == []
     assert all(url.startswith(env.server.base + "/") for url in out["requests"])
+
+
+def test_add_filter_form_on_the_page(env: Env) -> None:
+    page = env.page("", "pages=exit").text
+    start = page.index('<details class="op-addfilter"')
+    form = page[start : page.index("</details>", start)]
+    # Every dimension is offered by its label, then event properties; every operator by its word.
+    fields = re.findall(r'<option value="([a-z_]+)">', form.split('name="fo"')[0])
+    assert sorted(fields) == sorted([*(d.value for d in Dimension), "property"])
+    assert '<option value="property">Event property…</option>' in form
+    assert '<option value="gte">≥</option>' in form and '<option value="isNull">is not set</option>' in form
+    assert '<input type="hidden" name="from" value="filter">' in form
+    assert '<input type="hidden" name="pages" value="exit">' in form
+    # Submitting it gives exactly the view a row click gives (same numbers, same chip, clean URL).
+    base = f"http://127.0.0.1:{env.server.cfg.server.port}/p/{env.pid}"
+    hx = {"HX-Request": "true", "HX-Current-URL": f"{base}?pages=exit"}
+    submitted = env.page("", "from=filter&pages=exit&fk=country&fo=is&fv=GB", hx)
+    assert submitted.status == 200
+    assert submitted.headers["hx-push-url"] == f"/p/{env.pid}?f=country,is,GB&pages=exit"
+    clicked = env.page("", "f=country,is,GB&pages=exit", hx)
+    assert cards(submitted.text) == cards(clicked.text)
+    assert cards(submitted.text)["unique_visitors"] == "2"
+    assert '<span class="op-chip__field">Country</span> is <strong class="op-chip__value">United Kingdom' in (
+        submitted.text
+    )
+    prop = env.page("", "from=filter&fk=property&fp=plan&fo=is&fv=pro", hx)
+    assert prop.headers["hx-push-url"] == f"/p/{env.pid}?f=properties.plan,is,pro&pages=exit"
+    assert cards(prop.text)["unique_visitors"] == "1"
+    # Without JavaScript: a redirect to the clean URL.
+    plain = env.page("", "from=filter&fk=country&fo=is&fv=GB")
+    assert (plain.status, plain.location) == (303, f"/p/{env.pid}?f=country,is,GB")
+    # A bad submission names the field and links back to the view it came from.
+    bad = env.page("", "from=filter&f=country,is,GB&fk=property&fp=n&fo=gt&fv=ten")
+    assert bad.status == 400 and "<strong>Bad parameter <code>fv</code>:</strong>" in bad.text
+    assert f'<a href="/p/{env.pid}?f=country,is,GB">Back to the view without this filter</a>' in bad.text
+    fragment = env.page("", "from=filter&fk=path&fo=regex&fv=(x", hx)
+    assert fragment.status == 400 and fragment.headers["hx-push-url"] == "false"
+    assert "<code>fv</code>" in fragment.text and "<html" not in fragment.text

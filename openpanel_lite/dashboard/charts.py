@@ -131,7 +131,8 @@ def _frame(
     head = [
         f'<svg xmlns="{SVG_NS}" class="op-chart op-chart--{kind}{single}" width="100%" height="{height}" '
         # Focusable: chart.js moves through the buckets with the arrow keys (one tab stop per chart).
-        f'role="img" aria-label="{escape(aria)}" tabindex="0" aria-keyshortcuts="ArrowLeft ArrowRight Home End">',
+        f'role="img" aria-label="{escape(aria)}" tabindex="0" '
+        'aria-keyshortcuts="ArrowLeft ArrowRight Home End">',
         '<g class="op-chart__grid" aria-hidden="true">',
     ]
     for tick in ticks:

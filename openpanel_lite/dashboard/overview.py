@@ -35,7 +35,14 @@ from litestar.response import Redirect, Template
 from openpanel_lite.dashboard import overview_controls, overview_views
 from openpanel_lite.dashboard.overview_views import Urls
 from openpanel_lite.dashboard.session import Viewer, dashboard_router, is_htmx, project_access
-from openpanel_lite.dashboard.urlstate import FORM_KEY, FORM_VALUE, UrlState, from_controls
+from openpanel_lite.dashboard.urlstate import (
+    FILTER_FORM_VALUE,
+    FORM_KEY,
+    FORM_VALUE,
+    UrlState,
+    from_controls,
+    from_filter_form,
+)
 from openpanel_lite.dashboard.widgets import WIDGETS, tab_of
 from openpanel_lite.meta.projects import Project
 from openpanel_lite.query import Metric, ParamError, QueryError
@@ -74,9 +81,13 @@ def _shown_state(request: AnyRequest, urls: Urls) -> UrlState | None:
 
 
 def _request_state(request: AnyRequest, project: Project, now: datetime) -> UrlState:
+    """The view the request asks for; ParamError from the "add filter" form names its bad field."""
     params = to_params(request.query_params)
-    if FORM_VALUE in (params.get(FORM_KEY) or ()):
+    forms = params.get(FORM_KEY) or ()
+    if FORM_VALUE in forms:
         return from_controls(params, project.timezone, now)
+    if FILTER_FORM_VALUE in forms:
+        return from_filter_form(params)
     return UrlState.parse(params)
 
 
@@ -139,11 +150,17 @@ async def overview_page(
     now = datetime.now(UTC)
     fragment = _is_fragment(request)
     template = "overview/_dash.html" if fragment else "overview/page.html"
-    state = _request_state(request, project, now)
+    base = {"viewer": viewer, "project": project}
+    try:
+        state = _request_state(request, project, now)
+    except ParamError as e:
+        # A bad "add filter" submission: the message, and a way back to the view it came from.
+        context = {**base, **_error_context(project, urls, e)}
+        context["back_url"] = urls.page(UrlState.parse(to_params(request.query_params)))
+        return Template(template, context=context, status_code=400, headers={**VARY, "HX-Push-Url": "false"})
     shown = _shown_state(request, urls)
     if shown is not None:
         state = state.with_view_from(shown)
-    base = {"viewer": viewer, "project": project}
     headers = {**VARY, **(_push_header(state, shown, urls, page=True) if fragment else {})}
     try:
         q = parse_overview(state.params(), project.timezone, now)

@@ -7,10 +7,17 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from openpanel_lite.dashboard.overview_views import MONTHS, Urls
-from openpanel_lite.dashboard.urlstate import FORM_KEY, FORM_VALUE, PERIOD_KEYS, UrlState
+from openpanel_lite.dashboard.urlstate import (
+    FILTER_FORM_VALUE,
+    FORM_KEY,
+    FORM_VALUE,
+    PERIOD_KEYS,
+    PROPERTY_FIELD,
+    UrlState,
+)
 from openpanel_lite.dashboard.widgets import field_label, value_label
 from openpanel_lite.dates import Period, RangeName, resolve_period
-from openpanel_lite.query import Filter, FilterOperator, Interval, ParamError
+from openpanel_lite.query import Dimension, Filter, FilterOperator, Interval, ParamError
 from openpanel_lite.reports.params import parse_filters
 
 RANGE_LABELS: dict[RangeName, str] = {
@@ -136,6 +143,7 @@ def controls_context(state: UrlState, period: Period, urls: Urls, now: datetime)
     hidden = [(FORM_KEY, FORM_VALUE), *((k, v) for k, v in state.pairs() if k not in PERIOD_KEYS)]
     return {
         "action": urls.base,
+        "filter_form": filter_form_context(state),
         "ranges": [Option(r.value, label, r is period.range) for r, label in RANGE_LABELS.items()],
         "intervals": [
             Option(i.value, INTERVAL_LABELS[i], i is period.interval) for i in allowed_intervals(period, now)
@@ -148,4 +156,16 @@ def controls_context(state: UrlState, period: Period, urls: Urls, now: datetime)
         "timezone": period.timezone,
         "chips": found,
         "clear_url": urls.page(state.without_filters()) if len(found) > 1 else None,
+    }
+
+
+def filter_form_context(state: UrlState) -> dict[str, Any]:
+    """The "add filter" form: every field a row click could filter on, event properties by name, and
+    the operators in the chips' words. Hidden fields carry the whole view along."""
+    fields = [Option(d.value, field_label(d), False) for d in Dimension]
+    fields.sort(key=lambda option: option.label.lower())
+    return {
+        "hidden": [(FORM_KEY, FILTER_FORM_VALUE), *state.pairs()],
+        "fields": [*fields, Option(PROPERTY_FIELD, "Event property…", False)],
+        "operators": [Option(op.value, label, False) for op, label in OPERATOR_LABELS.items()],
     }

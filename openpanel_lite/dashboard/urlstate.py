@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 import msgspec
 
 from openpanel_lite.dashboard.widgets import WIDGETS
-from openpanel_lite.query import FilterValue, ParamError
-from openpanel_lite.reports.params import parse_overview
+from openpanel_lite.query import Dimension, FilterOperator, FilterValue, ParamError
+from openpanel_lite.reports.params import parse_filters, parse_overview
 
 PERIOD_KEYS = ("range", "interval", "start", "end")
 FILTER_KEY = "f"
@@ -31,6 +31,11 @@ DEFAULT_METRIC = "unique_visitors"
 # The range/interval form adds this, so that the server may tidy what a form cannot (see from_controls).
 FORM_KEY = "from"
 FORM_VALUE = "controls"
+# The "add filter" form: field (a Dimension value, or PROPERTY_FIELD with the key in FILTER_PROPERTY),
+# operator and value. Its submission becomes one more `f` (see from_filter_form).
+FILTER_FORM_VALUE = "filter"
+FILTER_FIELD, FILTER_PROPERTY, FILTER_OPERATOR, FILTER_VALUE = "fk", "fp", "fo", "fv"
+PROPERTY_FIELD = "property"
 _SINGLE_KEYS = (*PERIOD_KEYS, JSON_FILTERS_KEY, METRIC_KEY, *WIDGETS)
 # What one htmx swap changes without re-rendering the rest: the chart's metric, a widget's tab.
 VIEW_KEYS = (METRIC_KEY, *WIDGETS)
@@ -171,3 +176,41 @@ def from_controls(params: Params, timezone: str, now: datetime) -> UrlState:
     except ParamError:
         return state  # another bad value: the page names it
     return state.without("interval") if state.get("interval") == default else state
+
+
+def from_filter_form(params: Params) -> UrlState:
+    """The view plus the filter the "add filter" form describes; ParamError names the bad field.
+
+    The form's own fields are not part of the state (UrlState.parse drops them), only the `f` built
+    from them, so the resulting URL is the same as a row click's.
+    """
+    state = UrlState.parse(params)
+    field = _last(params, FILTER_FIELD)
+    if field == PROPERTY_FIELD:
+        key = _last(params, FILTER_PROPERTY).strip()
+        if not key:
+            raise ParamError(FILTER_PROPERTY, "name the event property to filter on")
+        if "," in key:
+            raise ParamError(FILTER_PROPERTY, "a property name cannot contain a comma")
+        name = f"properties.{key}"
+    else:
+        try:
+            name = Dimension(field).value
+        except ValueError:
+            raise ParamError(FILTER_FIELD, f"unknown field {field!r}") from None
+    try:
+        operator = FilterOperator(_last(params, FILTER_OPERATOR) or FilterOperator.IS.value)
+    except ValueError:
+        raise ParamError(FILTER_OPERATOR, "unknown operator") from None
+    if operator in (FilterOperator.IS_NULL, FilterOperator.IS_NOT_NULL):
+        raw = f"{name},{operator.value}"
+    else:
+        value = _last(params, FILTER_VALUE)
+        if not value.strip():
+            raise ParamError(FILTER_VALUE, "enter a value to compare with")
+        raw = f"{name},{operator.value},{value}"
+    try:
+        parse_filters({FILTER_KEY: [raw]})
+    except ParamError as e:
+        raise ParamError(FILTER_VALUE, e.detail) from None
+    return state.with_filter(raw)

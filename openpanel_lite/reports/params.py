@@ -10,6 +10,8 @@ naming the parameter.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -30,6 +32,7 @@ from openpanel_lite.reports.overview import CARD_METRICS, OverviewQuery
 
 Params = Mapping[str, Sequence[str]]
 _VALUELESS = (FilterOperator.IS_NULL, FilterOperator.IS_NOT_NULL)
+_NUMERIC = (FilterOperator.GT, FilterOperator.LT, FilterOperator.GTE, FilterOperator.LTE)
 
 
 class _JsonFilter(msgspec.Struct, frozen=True):
@@ -59,7 +62,37 @@ def _filter(param: str, field: str, operator: str, values: tuple[FilterValue, ..
     op = _operator(operator, param)
     if op not in _VALUELESS and not values:
         raise ParamError(param, f"{op} on {field} needs a value")
+    if op in _NUMERIC:
+        for value in values:
+            if not _is_number(value):
+                raise ParamError(param, f"{op} on {field} compares numbers; {value!r} is not one")
+    if op is FilterOperator.REGEX:
+        for value in values:
+            _check_regex(param, str(value))
     return Filter(parsed, op, () if op in _VALUELESS else values)
+
+
+def _is_number(value: FilterValue) -> bool:
+    if isinstance(value, bool) or value is None:
+        return False
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+# RE2 (DuckDB and ClickHouse) has no lookaround, backreferences or atomic groups; Python's re would
+# accept them, and the store would then fail the whole query.
+_NOT_RE2 = re.compile(r"\(\?(?:[=!>]|<[=!])|\\[1-9Z]")
+
+
+def _check_regex(param: str, pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ParamError(param, f"not a valid regular expression: {e}") from None
+    if _NOT_RE2.search(pattern):
+        raise ParamError(param, "lookarounds, backreferences and \\Z are not supported (RE2 syntax)")
 
 
 def parse_filters(params: Params) -> tuple[Filter, ...]:

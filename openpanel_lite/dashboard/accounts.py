@@ -25,6 +25,7 @@ from litestar.response import Redirect, Template
 from openpanel_lite.dashboard.forms import FormError, read_form
 from openpanel_lite.dashboard.session import (
     DEPENDENCIES,
+    FORM_MAX_BODY_BYTES,
     HOME_PATH,
     LOGIN_PATH,
     SECURITY_HEADERS,
@@ -338,4 +339,5 @@ router = Router(
         *(account_page, change_password),
     ],
     response_headers=SECURITY_HEADERS,
+    request_max_body_size=FORM_MAX_BODY_BYTES,
 )

@@ -81,6 +81,9 @@ CONTENT_SECURITY_POLICY = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
+# Dashboard forms are a few hundred bytes; without this, Litestar reads up to 10 MB of any POST into
+# memory before a handler can refuse it (reliability.md S12).
+FORM_MAX_BODY_BYTES = 64 * 1024
 SECURITY_HEADERS = [
     ResponseHeader(name="Content-Security-Policy", value=CONTENT_SECURITY_POLICY),
     ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
@@ -342,4 +345,5 @@ def dashboard_router(route_handlers: Sequence[ControllerRouterHandler], path: st
         route_handlers=list(route_handlers),
         dependencies=DEPENDENCIES,
         response_headers=SECURITY_HEADERS,
+        request_max_body_size=FORM_MAX_BODY_BYTES,
     )

@@ -196,7 +196,8 @@ class Load:
         self.refused = 0  # connection refused: the server is down, nothing was sent
         self.dropped = 0  # the connection died after the request was written: fate unknown
         self.resent_acked = 0
-        self.retry: deque[str] = deque()
+        # (when it may go again, id): a failed event waits retry_pause_s, whichever worker resends it.
+        self.retry: deque[tuple[float, str]] = deque()
         self.inflight = 0
         self.new_events = True
         self.stop_flag = threading.Event()
@@ -215,8 +216,8 @@ class Load:
 
     def _next(self) -> tuple[str, bytes] | None:
         with self.lock:
-            if self.retry:
-                event_id = self.retry.popleft()
+            if self.retry and self.retry[0][0] <= time.monotonic():
+                _, event_id = self.retry.popleft()
                 return event_id, self.sent[event_id]
             if not self.new_events:
                 return None
@@ -303,13 +304,13 @@ class Load:
                 elif status is None or status >= 500:
                     # Not accepted, or fate unknown: re-sent later with the same body (as SDKs retry).
                     if event_id not in self.acked:
-                        self.retry.append(event_id)
+                        self.retry.append((time.monotonic() + self.retry_pause_s, event_id))
                     if refused:
                         self.refused += 1
                     elif status is None:
                         self.dropped += 1
             if status is None or status >= 500:
-                time.sleep(self.retry_pause_s)  # the server is down, stopping or failing: do not spin
+                time.sleep(0.05)  # the server is down, stopping or failing: do not spin
         if conn is not None:
             conn.close()
 

@@ -1,5 +1,14 @@
 """The SQL fragments that differ between event-store backends; storage/sql.py writes everything else
 once. Each fragment is a str.format template whose slots are filled with generated SQL, never input.
+
+Where the two engines' own functions disagree on some input, the fragments pin one meaning down for
+both (tests/test_parity_dialects.py holds one case per difference found):
+- case-insensitive tests: Unicode lowercase differs for 'İ' and a word-final 'Σ' (fold_case);
+- regular expressions: ClickHouse's match() lets '.' match a newline, RE2 and DuckDB do not;
+- numbers in strings: DuckDB's cast reads '1_000' and trims tabs, both read 'nan' (to_number);
+- timestamps: ClickHouse would cut a bound value to the column's milliseconds (param_types);
+- rounding: DuckDB's round() of a double and any float emulation of it part ways at halves, so
+  ratios are rounded in integer arithmetic instead (int_div, storage/sql.py _ratio).
 """
 
 from __future__ import annotations
@@ -7,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Literal
+from typing import Final, Literal
 
 from openpanel_lite.query import Interval
 
@@ -20,6 +29,11 @@ class ParamKind(StrEnum):
     INT = "int"
     TIMESTAMP = "timestamp"
     UUID = "uuid"
+
+
+# A plain decimal with optional surrounding spaces; no backslashes, so the literal reads the same in
+# both engines (ClickHouse string literals interpret escapes, DuckDB's do not).
+NUMBER_PATTERN: Final = "^ *[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)? *$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,19 +52,45 @@ class Dialect:
     time_bucket: MappingProxyType[Interval, str]  # {ts}: local time -> start of its bucket
     # A map value, '' when the key is absent (ClickHouse's behaviour, so both agree).
     map_get: str  # {map} {key}
-    contains_ci: str  # {expr} {value}
-    starts_with_ci: str  # {expr} {value}
-    ends_with_ci: str  # {expr} {value}
+    # Case-sensitive substring tests.
+    contains: str  # {haystack} {needle}
+    starts_with: str  # {haystack} {needle}
+    ends_with: str  # {haystack} {needle}
+    # Lowercase for case-insensitive tests. The engines' Unicode lowercase differs in two places:
+    # ClickHouse (ICU, full mapping) lowers 'İ' to 'i' plus a combining dot and a word-final 'Σ' to
+    # 'ς'; DuckDB (utf8proc, simple mapping) to 'i' and 'σ'. So 'İ' becomes 'i' before lowering and
+    # every 'ς' becomes 'σ' after, as Unicode case folding has it. (Letters new in Unicode 16 lower
+    # in ClickHouse only: a known gap, docs/scale-out.md.)
+    fold_case: str  # {expr}
+    # RE2, a search (not a full match); '.' never matches a newline (RE2's default).
     regex_match: str  # {expr} {value}
-    # A string as a number, NULL when it is not one.
+    # A string as a number, NULL unless it matches NUMBER_PATTERN ('nan', 'inf', '1_000', '0x10',
+    # tabs are not numbers); '1e999' reads as infinity in both.
     to_number: str  # {expr}
-    # Round half away from zero to {digits} places (DuckDB's round; ClickHouse's rounds half to even).
-    round: str  # {expr} {digits}
+    # Integer division truncating towards zero.
+    int_div: str  # {a} {b}
     # A UUID column as a sort key that orders like its text (ClickHouse sorts UUIDs by their halves).
     uuid_order: str  # {expr}
 
     def param(self, name: str, kind: ParamKind) -> str:
         return self.placeholder.format(name=name, type=self.param_types[kind])
+
+    @property
+    def contains_ci(self) -> str:  # {expr} {value}
+        return self._ci(self.contains)
+
+    @property
+    def starts_with_ci(self) -> str:  # {expr} {value}
+        return self._ci(self.starts_with)
+
+    @property
+    def ends_with_ci(self) -> str:  # {expr} {value}
+        return self._ci(self.ends_with)
+
+    def _ci(self, test: str) -> str:
+        return test.format(
+            haystack=self.fold_case.format(expr="{expr}"), needle=self.fold_case.format(expr="{value}")
+        )
 
 
 DUCKDB = Dialect(
@@ -75,12 +115,13 @@ DUCKDB = Dialect(
         }
     ),
     map_get="coalesce({map}[{key}], '')",
-    contains_ci="contains(lower({expr}), lower({value}))",
-    starts_with_ci="starts_with(lower({expr}), lower({value}))",
-    ends_with_ci="ends_with(lower({expr}), lower({value}))",
+    contains="contains({haystack}, {needle})",
+    starts_with="starts_with({haystack}, {needle})",
+    ends_with="ends_with({haystack}, {needle})",
+    fold_case="replace(lower({expr}), 'ς', 'σ')",
     regex_match="regexp_matches({expr}, {value})",
-    to_number="TRY_CAST({expr} AS DOUBLE)",
-    round="round({expr}, {digits})",
+    to_number=f"CASE WHEN regexp_matches({{expr}}, '{NUMBER_PATTERN}') THEN TRY_CAST({{expr}} AS DOUBLE) END",
+    int_div="({a}) // ({b})",
     uuid_order="{expr}",
 )
 
@@ -96,7 +137,9 @@ CLICKHOUSE = Dialect(
             ParamKind.STRING: "String",
             ParamKind.FLOAT: "Float64",
             ParamKind.INT: "Int64",
-            ParamKind.TIMESTAMP: "DateTime64(3, 'UTC')",
+            # Microseconds, as DuckDB compares them: DateTime64(3) would cut a bound such as
+            # 12:00:00.123456 to .123 and turn `created_at < end` false for an event at .123.
+            ParamKind.TIMESTAMP: "DateTime64(6, 'UTC')",
             ParamKind.UUID: "UUID",
         }
     ),
@@ -115,15 +158,15 @@ CLICKHOUSE = Dialect(
         }
     ),
     map_get="{map}[{key}]",
-    contains_ci="positionUTF8(lowerUTF8({expr}), lowerUTF8({value})) > 0",
-    starts_with_ci="startsWith(lowerUTF8({expr}), lowerUTF8({value}))",
-    ends_with_ci="endsWith(lowerUTF8({expr}), lowerUTF8({value}))",
-    # RE2 and a search (not a full match) in both engines.
-    regex_match="match({expr}, {value})",
-    # DuckDB's cast trims surrounding spaces; toFloat64OrNull does not.
-    to_number="toFloat64OrNull(trimBoth({expr}))",
-    # floor(x + 0.5) is half away from zero for x >= 0; sign() carries negative values over.
-    round="(sign({expr}) * floor(abs({expr}) * pow(10, {digits}) + 0.5) / pow(10, {digits}))",
+    contains="position({haystack}, {needle}) > 0",
+    starts_with="startsWith({haystack}, {needle})",
+    ends_with="endsWith({haystack}, {needle})",
+    fold_case="replaceAll(lowerUTF8(replaceAll({expr}, 'İ', 'i')), 'ς', 'σ')",
+    # match() alone lets '.' match '\n' (ClickHouse sets RE2's dot_nl); '(?-s)' restores RE2's
+    # default, and a pattern's own leading '(?s)' still turns it back on, as in DuckDB.
+    regex_match="match({expr}, concat('(?-s)', {value}))",
+    to_number=f"if(match({{expr}}, '{NUMBER_PATTERN}'), toFloat64OrNull(trimBoth({{expr}})), NULL)",
+    int_div="intDiv({a}, {b})",
     uuid_order="toString({expr})",
 )
 

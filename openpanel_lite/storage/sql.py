@@ -4,6 +4,7 @@ FILTER_OPERATORS. Every value is bound as a parameter; identifiers come only fro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -77,8 +78,14 @@ _BOUNCED = "CASE WHEN is_bounce THEN 1 ELSE 0 END"
 
 
 def _ratio(d: Dialect, num: str, den: str) -> str:
-    """num / den rounded to 2 places, 0 when den is 0."""
-    return f"coalesce({d.round.format(expr=f'{num} / nullif({den}, 0)', digits=2)}, 0)"
+    """num / den (integers) rounded half away from zero to 2 places, 0 when den is 0 or NULL.
+
+    Exact integer arithmetic, floor((200·num + den) / (2·den)) / 100, so that both engines return
+    the same double. A float round() cannot promise that: DuckDB's round(107 / 40, 2) gives 2.67
+    (it rounds the double just below 2.675), a float emulation on ClickHouse 2.68.
+    """
+    scaled = d.int_div.format(a=f"({num}) * 200 + ({den})", b=f"({den}) * 2")
+    return f"CASE WHEN ({den}) > 0 THEN {scaled} / 100 ELSE 0 END"
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,9 +427,13 @@ def _coerce(value: FilterValue, kind: ValueKind, f: Filter) -> str | float:
         if isinstance(value, bool) or value is None:
             raise QueryError(f"filters: {f.operator} on {f.field} needs numbers, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
-            raise QueryError(f"filters: {f.operator} on {f.field} needs numbers, got {value!r}") from None
+            number = math.nan
+        # NaN compares differently in the engines (DuckDB orders it above every number).
+        if not math.isfinite(number):
+            raise QueryError(f"filters: {f.operator} on {f.field} needs numbers, got {value!r} (finite ones)")
+        return number
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)

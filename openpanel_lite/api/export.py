@@ -10,12 +10,14 @@ import asyncio
 import math
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Request, Response, Router, get
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import QueryParameter
 
 from openpanel_lite.api.ratelimit import RateLimiter
 from openpanel_lite.ingest.auth import IngestAuth
@@ -168,8 +170,52 @@ def _json_value(value: Any) -> Any:
     return str(value) if isinstance(value, uuid.UUID) else value
 
 
-@get("/export/events", summary="Export a project's events (read/root clients)")
-async def export_events(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> Response[Any]:
+class ExportError(msgspec.Struct, frozen=True):
+    status: int
+    error: str
+    message: str
+
+
+def _q(description: str, name: str | None = None) -> Any:
+    return QueryParameter(description=description, name=name)
+
+
+_EXPORT_ERRORS = {
+    400: ResponseSpec(ExportError, description="A bad parameter"),
+    401: ResponseSpec(ExportError, description="No valid client id and secret"),
+    403: ResponseSpec(ExportError, description="A write client, or a read client of another project"),
+    404: ResponseSpec(ExportError, description="No such project"),
+    429: ResponseSpec(ExportError, description="Over 100 requests in 10 s for this client"),
+}
+
+
+# The parameters are declared only so that the OpenAPI schema lists them (the security suite fuzzes
+# them with Schemathesis); the handler reads request.query_params itself, as upstream's aliases
+# (projectId / project_id, event / events) and comma lists need.
+@get(
+    "/export/events",
+    summary="Export a project's events (read/root clients)",
+    responses=_EXPORT_ERRORS,
+)
+async def export_events(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    doc_project: Annotated[str | None, _q("project id (default: the client's)", "projectId")] = None,
+    doc_event: Annotated[list[str] | None, _q("event names; repeatable or comma-separated", "event")] = None,
+    doc_profile: Annotated[str | None, _q("only this profile's events", "profileId")] = None,
+    doc_start: Annotated[str | None, _q("YYYY-MM-DD or ISO datetime", "start")] = None,
+    doc_end: Annotated[str | None, _q("YYYY-MM-DD (inclusive) or ISO datetime", "end")] = None,
+    doc_page: Annotated[str | None, _q("page, from 1", "page")] = None,
+    doc_limit: Annotated[
+        str | None, _q(f"events per page, 1..{MAX_LIMIT} ({DEFAULT_LIMIT})", "limit")
+    ] = None,
+    doc_filters: Annotated[
+        str | None, _q('JSON: [{"name": "path", "operator": "is", "value": ["/"]}]', "filters")
+    ] = None,
+    doc_includes: Annotated[
+        list[str] | None, _q("extra fields, comma-separated or repeated", "includes")
+    ] = None,
+) -> Response[Any]:
     auth = runtime.ingest.auth
     try:
         client_id, client_type = await authorize_reader(request, auth, "Export")

@@ -73,7 +73,8 @@ def slow_consumer(site: Site, stall_s: float, rate: float) -> None:
     # The backlog really grew: the writer was held for the whole stall, ~rate x stall events.
     assert peak >= rate * stall_s * 0.5, peak
     print(
-        f"\nR10: {stall_s:.0f} s store stall at ~{rate:.0f} ev/s: /track p99 {1000 * p99_before:.1f} ms "
+        f"\nR10: {stall_s:.0f} s store stall at {len(during) / stall_s:.0f} ev/s (asked {rate:.0f}): "
+        f"/track p99 {1000 * p99_before:.1f} ms "
         f"before, {1000 * p99_during:.1f} ms during ({len(during)} requests, all 2xx); writer backlog "
         f"peaked at {peak} events and drained {drained_s:.2f} s after the release; lost 0, duplicates 0"
     )

@@ -295,8 +295,10 @@ def test_r06_enospc(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     print(f"R06 checkpoint ENOSPC: 20 trials, recovered in at most {max(recoveries):.2f} s after freeing")
 
 
+# Not strict: the loss needs a resend to land inside the 100 ms window, which timing usually but not
+# always allows; an XPASS is reported, never hidden.
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,
     reason="known defect in ingest/service.py (not this suite's area): the in-memory 100 ms content-hash "
     "dedup records a request before its spool commit, so a retry of a request answered 503 because the "
     "commit failed (disk full) comes back within 100 ms as a 'duplicate', is answered 200 and is lost",

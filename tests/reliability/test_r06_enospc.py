@@ -223,62 +223,74 @@ def checkpoint_enospc(tmp_path: Path, trials: int) -> list[float]:
     """ENOSPC inside DuckDB's CHECKPOINT, the case that has corrupted files (reliability §2.3): the
     store's file on a 16 MiB tmpfs, the spool elsewhere, the real StoreWriter. The failed CHECKPOINT
     invalidates the database; once space is freed the store reopens on the next write and the writer
-    catches up. Returns the seconds from freeing the space to everything stored and checkpointed."""
+    catches up. Each trial uses a new store file (a file with free blocks from earlier checkpoints could
+    absorb the checkpoint without growing). Returns the seconds from freeing the space to everything
+    stored and checkpointed, per trial."""
     recoveries = []
     with small_filesystem(tmp_path / "fs-ckpt", size_mb=16) as fs:
-        store = DuckDBStore(fs / "events.duckdb", memory_limit="256MiB", threads=1)
-        store.migrate()
-        spool = Spool(tmp_path / "spool.sqlite", min_free_bytes=0, min_free_ratio=0.0)
-        writer = StoreWriter(spool, store, checkpoint_interval_s=3600, retry_min_s=0.05, retry_max_s=0.5)
-        filler = fs / "filler"
-        accepted: list[int] = []
-
-        async def accept(n: int) -> None:
-            for _ in range(n):
-                i = len(accepted) + 1
-                row = EventRow(
-                    id=uuid.UUID(int=i),
-                    name="e",
-                    project_id="p",
-                    properties={"pad": os.urandom(64).hex()},
-                    created_at=datetime(2024, 1, 1),
-                )
-                assert await spool.append(SpoolRecord(events=(row,)), f"k{i}") is not None
-                accepted.append(i)
-
-        async def main() -> None:
-            await writer.start(background=False)
-            for _ in range(trials):
-                await accept(3000)
-                await writer.flush()  # in the WAL, not yet in the file
-                fill(filler, 0)
-                assert await writer.checkpoint() is False  # ENOSPC: DuckDB invalidates the database
-                # DuckDB declared the database invalid; the store will reopen it before its next use.
-                assert store._invalidated
-                await accept(200)  # ingest goes on into the spool
-                filler.unlink()
-                began = time.monotonic()
-                while True:
-                    try:
-                        await writer.flush()
-                        break
-                    except Exception:
-                        await asyncio.sleep(0.05)
-                assert await writer.checkpoint() is True
-                recoveries.append(time.monotonic() - began)
-            assert await writer.stop(10.0)
-
-        try:
-            asyncio.run(main())
-            ids = [row[0].int for row in store.fetch("SELECT id FROM events", {})]
-        finally:
-            spool.close()
-            store.close()
-        assert sorted(ids) == accepted, "lost or duplicated rows after the failed checkpoints"
-        with duckdb.connect(str(fs / "events.duckdb")) as db:  # the file opens and reads fully
-            assert db.execute("SELECT count(*) FROM events").fetchall() == [(len(accepted),)]
+        for trial in range(trials):
+            recoveries.append(_checkpoint_trial(fs / f"t{trial}", tmp_path / f"spool-{trial}.sqlite"))
     assert max(recoveries) <= RECOVERY_S
     return recoveries
+
+
+def _checkpoint_trial(folder: Path, spool_path: Path) -> float:
+    folder.mkdir()
+    store = DuckDBStore(folder / "events.duckdb", memory_limit="256MiB", threads=1)
+    store.migrate()
+    spool = Spool(spool_path, min_free_bytes=0, min_free_ratio=0.0)
+    writer = StoreWriter(spool, store, checkpoint_interval_s=3600, retry_min_s=0.05, retry_max_s=0.5)
+    filler = folder.parent / "filler"
+    accepted: list[int] = []
+
+    async def accept(n: int) -> None:
+        for _ in range(n):
+            i = len(accepted) + 1
+            row = EventRow(
+                id=uuid.UUID(int=i),
+                name="e",
+                project_id="p",
+                properties={"pad": os.urandom(64).hex()},
+                created_at=datetime(2024, 1, 1),
+            )
+            assert await spool.append(SpoolRecord(events=(row,)), f"k{i}") is not None
+            accepted.append(i)
+
+    async def main() -> float:
+        await writer.start(background=False)
+        await accept(3000)
+        await writer.flush()  # in the WAL, not yet in the file
+        fill(filler, 0)
+        assert await writer.checkpoint() is False  # ENOSPC: DuckDB invalidates the database
+        # DuckDB declared the database invalid; the store will reopen it before its next use.
+        assert store._invalidated
+        await accept(200)  # ingest goes on into the spool
+        filler.unlink()
+        began = time.monotonic()
+        while True:
+            try:
+                await writer.flush()
+                break
+            except Exception:
+                await asyncio.sleep(0.05)
+        assert await writer.checkpoint() is True
+        took = time.monotonic() - began
+        assert await writer.stop(10.0)
+        return took
+
+    try:
+        took = asyncio.run(main())
+        ids = [row[0].int for row in store.fetch("SELECT id FROM events", {})]
+    finally:
+        spool.close()
+        store.close()
+        filler.unlink(missing_ok=True)
+    assert sorted(ids) == accepted, "lost or duplicated rows after the failed checkpoint"
+    with duckdb.connect(str(folder / "events.duckdb")) as db:  # the file opens and reads fully
+        assert db.execute("SELECT count(*) FROM events").fetchall() == [(len(accepted),)]
+    for leftover in folder.iterdir():  # room for the next trial
+        leftover.unlink()
+    return took
 
 
 def test_r06_enospc_short(tmp_path: Path) -> None:

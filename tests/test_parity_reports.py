@@ -150,6 +150,32 @@ def test_top_tables(pair: Pair, table: str) -> None:
                 assert [(r.name, r.sessions) for r in result.rows] == [("GB", 3), ("US", 1), ("DE", 1)]
 
 
+def test_pages_table_time_on_page_and_entry_bounce_rate(pair: Pair) -> None:
+    # Worked out in test_reports_overview.py (TOP_UTC["path"], TOP_LA["path"]): the same on both stores.
+    expected = {
+        "UTC": [
+            ("/", 3, 3, 105.0, 33.33),
+            ("/docs", 2, 2, None, 100.0),
+            ("/pricing", 2, 2, 180.0, None),
+            ("/blog", 1, 1, None, 100.0),
+        ],
+        LA: [
+            ("/docs", 3, 3, None, 100.0),
+            ("/pricing", 3, 3, 105.0, 0.0),
+            ("/", 2, 2, 105.0, 0.0),
+            ("/blog", 1, 1, None, 100.0),
+        ],
+    }
+    for tz, rows in expected.items():
+        table = same(pair, top_tables.top, pair.project_id, q(tz), "pages", 10)
+        assert table.columns == ["sessions", "pageviews", "avg_duration", "bounce_rate"]
+        assert [(r.name, r.sessions, r.pageviews, r.avg_duration, r.bounce_rate) for r in table.rows] == rows
+    # A path filter turns the session-duration card into the time to the next page view (facts §3.4).
+    cards = same(pair, overview.cards, pair.project_id, q("UTC", *FILTER_SETS["page"]))
+    duration = next(c for c in cards.cards if c.metric is Metric.AVG_SESSION_DURATION)
+    assert (duration.value, duration.previous) == (180.0, 0.0)
+
+
 def test_live_and_realtime(pair: Pair) -> None:
     for now in (datetime(2025, 3, 10, 10, 4, tzinfo=UTC), datetime(2025, 3, 11, 6, 3, tzinfo=UTC)):
         assert same(pair, live.live_visitors, pair.project_id, now).visitors == 1

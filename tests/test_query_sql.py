@@ -224,25 +224,61 @@ SESSION_TOTALS = {
 }
 # The same from events: the server event (no session) is the one difference.
 EVENT_TOTALS = {**SESSION_TOTALS, Metric.EVENTS: 9}
+SESSION_METRICS = tuple(m for m in Metric if METRICS[m].sessions is not None)
 
 
-@pytest.mark.parametrize("metric", list(Metric))
+def test_only_time_on_page_is_an_events_only_metric() -> None:
+    assert set(Metric) - set(SESSION_METRICS) == {Metric.AVG_TIME_ON_PAGE}
+
+
+@pytest.mark.parametrize("metric", SESSION_METRICS)
 def test_each_metric_on_both_grains(store: DuckDBStore, metric: Metric) -> None:
     assert run(store, q(metric)) == [(SESSION_TOTALS[metric],)]
     assert run(store, q(metric, filters=(EVENT_GRAIN,))) == [(EVENT_TOTALS[metric],)]
 
 
 def test_all_metrics_at_once_and_column_names(store: DuckDBStore) -> None:
-    query = q(*Metric)
-    assert run(store, query) == [tuple(SESSION_TOTALS[m] for m in Metric)]
-    assert result_columns(query) == tuple(m.value for m in Metric)
+    query = q(*SESSION_METRICS)
+    assert run(store, query) == [tuple(SESSION_TOTALS[m] for m in SESSION_METRICS)]
+    assert result_columns(query) == tuple(m.value for m in SESSION_METRICS)
 
 
 def test_empty_range_gives_zeros(store: DuckDBStore) -> None:
     empty = DateRange(start=datetime(2024, 1, 1), end=datetime(2024, 1, 2))
     zeros = (0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0)
-    assert run(store, q(*Metric, range=empty)) == [zeros]
-    assert run(store, q(*Metric, range=empty, filters=(EVENT_GRAIN,))) == [zeros]
+    assert run(store, q(*SESSION_METRICS, range=empty)) == [zeros]
+    assert run(store, q(*SESSION_METRICS, range=empty, filters=(EVENT_GRAIN,))) == [zeros]
+    assert run(store, q(*Metric, range=empty)) == [(*zeros, 0.0)]
+
+
+# s1 views "/" at +100 ms, "/docs" at 2 min, "/pricing" at 5 min; s2 only "/"; s3 "/blog", then
+# "/pricing" a minute later. Gaps: 119.9 s, 180 s, 60 s; last views of a session have none.
+TIME_ON_PAGE_MS = (119_900, 180_000, 60_000)
+
+
+def test_avg_time_on_page_is_the_mean_gap_to_the_next_screen_view(store: DuckDBStore) -> None:
+    # Events only: the query reads events even without an event field.
+    assert choose_grain(q(Metric.AVG_TIME_ON_PAGE)) is Grain.EVENTS
+    mean_ms = round(sum(TIME_ON_PAGE_MS) / len(TIME_ON_PAGE_MS), 2)
+    assert run(store, q(Metric.AVG_TIME_ON_PAGE)) == [(mean_ms / 1000,)]
+    by_page = q(
+        Metric.PAGEVIEWS,
+        Metric.AVG_TIME_ON_PAGE,
+        dimensions=(Dimension.PATH,),
+        filters=(SCREEN_VIEWS,),
+        order=(Order(Metric.PAGEVIEWS), Order(Metric.AVG_TIME_ON_PAGE)),
+    )
+    assert run(store, by_page) == [
+        ("/", 2, 119.9),
+        ("/pricing", 2, 0.0),
+        ("/docs", 1, 180.0),
+        ("/blog", 1, 60.0),
+    ]
+    # A path filter keeps the window whole: /docs still runs until the /pricing view after it.
+    docs = Filter(Dimension.PATH, FilterOperator.IS, ("/docs",))
+    assert run(store, q(Metric.AVG_TIME_ON_PAGE, filters=(docs,))) == [(180.0,)]
+    with pytest.raises(QueryError, match="events only"):
+        compile_query(q(Metric.AVG_TIME_ON_PAGE, grain=Grain.SESSIONS), DUCKDB)
 
 
 # ---------------------------------------------------------------------------- dimensions

@@ -141,8 +141,12 @@ def prefixed(*items: tuple[str, str, int, int, float]) -> list[TopRow]:
     return [TopRow(name=n, prefix=x, sessions=s, pageviews=p, revenue=r) for x, n, s, p, r in items]
 
 
-def pages(*items: tuple[str, int, int]) -> list[TopRow]:
-    return [TopRow(name=n, prefix=SITE, sessions=s, pageviews=p) for n, s, p in items]
+def pages(*items: tuple[str, int, int, float | None, float | None]) -> list[TopRow]:
+    """(path, sessions, pageviews, avg seconds to the next page view, bounce % of entries) rows."""
+    return [
+        TopRow(name=n, prefix=SITE, sessions=s, pageviews=p, avg_duration=t, bounce_rate=b)
+        for n, s, p, t, b in items
+    ]
 
 
 def counts(*items: tuple[str, int, int]) -> list[TopRow]:
@@ -184,7 +188,14 @@ TOP_UTC: dict[str, list[TopRow]] = {
         (SITE, "/", 1, 1, 0.0),
         (SITE, "/blog", 1, 1, 0.0),
     ),
-    "path": pages(("/", 3, 3), ("/docs", 2, 2), ("/pricing", 2, 2), ("/blog", 1, 1)),
+    # Time to the next view: / 120 s (S1) and 90 s (S3); /pricing 180 s (S1); the others are last views.
+    # Entries: / by S7 (bounced), S1, S3; /docs by S4 and /blog by S2, both bounced; none on /pricing.
+    "path": pages(
+        ("/", 3, 3, 105.0, 33.33),
+        ("/docs", 2, 2, None, 100.0),
+        ("/pricing", 2, 2, 180.0, None),
+        ("/blog", 1, 1, None, 100.0),
+    ),
     "origin": [TopRow(name=SITE, sessions=5, pageviews=8)],
     "name": counts(("link_out", 1, 1), ("revenue", 1, 1), ("signup", 1, 1)),
     "link_out": counts(("https://github.com/acme", 1, 1)),
@@ -207,7 +218,13 @@ def test_top_table_names_columns_and_paging(env: tuple[LiveServer, Project, Repo
     assert reports.top(project.id, q, "pages").table == "path"
     assert reports.top(project.id, q, "events").columns == ["count", "sessions"]
     assert reports.top(project.id, q, "referrerName").columns == ["sessions", "pageviews", "revenue"]
-    assert reports.top(project.id, q, "path").columns == ["sessions", "pageviews"]
+    assert reports.top(project.id, q, "path").columns == [
+        "sessions",
+        "pageviews",
+        "avg_duration",
+        "bounce_rate",
+    ]
+    assert reports.top(project.id, q, "origin").columns == ["sessions", "pageviews"]
     page = reports.top(project.id, q, "referrer_name", limit=2, offset=1)
     assert page.rows == TOP_UTC["referrer_name"][1:3] and (page.limit, page.offset) == (2, 1)
     with pytest.raises(QueryError, match="unknown field 'nope'"):
@@ -221,7 +238,13 @@ TOP_LA: dict[str, list[TopRow]] = {
         ("", 2, 3, 0.0), ("Google", 1, 3, 0.0), ("Twitter", 1, 2, 4999.0), ("newsletter", 1, 1, 0.0)
     ),
     "country": rows(("GB", 2, 4, 0.0), ("US", 2, 4, 4999.0), ("DE", 1, 1, 0.0)),
-    "path": pages(("/docs", 3, 3), ("/pricing", 3, 3), ("/", 2, 2), ("/blog", 1, 1)),
+    # S7 is before the range, S8 in it: /pricing 180 s (S1) and 30 s (S8); S8 entered on /pricing.
+    "path": pages(
+        ("/docs", 3, 3, None, 100.0),
+        ("/pricing", 3, 3, 105.0, 0.0),
+        ("/", 2, 2, 105.0, 0.0),
+        ("/blog", 1, 1, None, 100.0),
+    ),
     "entry_path": prefixed(
         (SITE, "/", 2, 5, 4999.0),
         (SITE, "/pricing", 1, 2, 0.0),
@@ -252,14 +275,17 @@ def test_page_filter_counts_matching_page_views(env: tuple[LiveServer, Project, 
         (PV, 2, 1, 100.0),
         (VPS, 1.0, 1.0, 0.0),
         (BOUNCE, 0.0, 100.0, -100.0),
-        (DURATION, 210.0, 0.0, None),
+        # Time from a /pricing view to the next page view (facts §3.4): S1's 180 s; S3's and S6's
+        # /pricing views were their sessions' last.
+        (DURATION, 180.0, 0.0, None),
         (REVENUE, 4999.0, 0.0, None),  # S3's revenue event was on /pricing
     )
     # Session tables keep the sessions with a matching event, with all their page views.
     assert reports.top(project.id, q, "referrer_name").rows == rows(
         ("Google", 1, 3, 0.0), ("Twitter", 1, 2, 4999.0)
     )
-    assert reports.top(project.id, q, "path").rows == pages(("/pricing", 2, 2))
+    assert reports.top(project.id, q, "path").rows == pages(("/pricing", 2, 2, 180.0, None))
+    assert [p.value for p in reports.series(project.id, q, DURATION).points] == [180.0, 0.0]
     assert [p.value for p in reports.series(project.id, q, PV).points] == [1, 1]
 
 
@@ -290,7 +316,7 @@ def test_session_filter(env: tuple[LiveServer, Project, Reports]) -> None:
         (1, 0), (2, 0), (4, 0), (2.0, 0.0), (0.0, 0.0), (75.0, 0.0), (4999.0, 0.0)
     ]  # fmt: skip
     assert reports.top(project.id, query(LA, us), "path").rows == pages(
-        ("/pricing", 2, 2), ("/", 1, 1), ("/docs", 1, 1)
+        ("/pricing", 2, 2, 30.0, 0.0), ("/", 1, 1, 90.0, 0.0), ("/docs", 1, 1, None, None)
     )
 
 

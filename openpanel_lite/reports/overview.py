@@ -6,10 +6,11 @@ Where the numbers come from, as upstream's overview.service does it:
   event-only fields (name, properties.*) keep the sessions with a matching event in the range.
 - a page filter (path or origin): the matching screen_view events. Visitors and sessions are distinct
   profile/session ids of those views, pageviews their count, views per session pageviews / sessions;
-  bounce rate and session duration come from the sessions those views belong to.
-  Deviations, deliberate: views per session is the period's ratio, not upstream's average of the
-  per-bucket ratios (which counts empty buckets as 0), and session duration is those sessions'
-  average duration, not upstream's newer time-to-next-page-view.
+  bounce rate comes from the sessions those views belong to. Session duration becomes the average
+  time from a matching view to the next screen_view of its session (Metric.AVG_TIME_ON_PAGE), as
+  upstream's overview does with a path filter (openpanel-facts §3.4).
+  Deviation, deliberate: views per session is the period's ratio, not upstream's average of the
+  per-bucket ratios (which counts empty buckets as 0).
 - revenue, always: the sum of `revenue` events in the range (by event time) matching the filters.
 """
 
@@ -52,6 +53,8 @@ COUNT_METRICS = frozenset({Metric.UNIQUE_VISITORS, Metric.SESSIONS, Metric.PAGEV
 _PAGE_FIELDS = (Dimension.PATH, Dimension.ORIGIN)
 SCREEN_VIEW = Filter(Dimension.NAME, FilterOperator.IS, ("screen_view",))
 REVENUE_EVENTS = Filter(Dimension.NAME, FilterOperator.IS, ("revenue",))
+# With a page filter, what the store computes for a card instead.
+_PAGE_FILTERED = {Metric.AVG_SESSION_DURATION: Metric.AVG_TIME_ON_PAGE}
 
 
 class OverviewQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,10 +122,12 @@ def _metric_queries(
     other = tuple(m for m in metrics if m is not Metric.REVENUE)
     if other:
         if has_page_filter(q.filters):
+            # Results keep the card's name (`other`); the store is asked for time on page instead.
+            on_pages = tuple(_PAGE_FILTERED.get(m, m) for m in other)
             query = Query(
                 project_id=project_id,
                 range=r,
-                metrics=other,
+                metrics=on_pages,
                 filters=(*q.filters, SCREEN_VIEW),
                 interval=interval,
                 grain=Grain.EVENTS,

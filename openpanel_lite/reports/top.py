@@ -7,6 +7,12 @@ event property.
   ordered by sessions. Region/city carry their country, versions their browser/OS, entry/exit pages
   their origin, as `prefix`. Filters on event fields keep the sessions with a matching event.
 - Pages (path, origin): screen_view events; sessions = distinct session ids, pageviews = count.
+  The pages table (path) adds, as openpanel-facts §5.7 has it:
+  - avg_duration: seconds from a view of the page to the next screen_view of the same session,
+    averaged over the views that have a next one (Metric.AVG_TIME_ON_PAGE; None when none has);
+  - bounce_rate: of the sessions that started in the range on this page (its entry page, same
+    origin), the percent that bounced; None when no session entered there. It counts entries, so
+    its sessions are not the table's `sessions` (every session that viewed the page).
 - Events (name): custom events by count (not session_start, session_end, screen_view).
 - link_out: `properties.href` of link_out events. properties.<key>: any event property.
 """
@@ -57,6 +63,8 @@ class TopRow(msgspec.Struct, frozen=True, kw_only=True):
     pageviews: int | None = None
     revenue: float | None = None
     count: int | None = None  # events tables: number of events
+    avg_duration: float | None = None  # pages table: seconds to the next page view
+    bounce_rate: float | None = None  # pages table: percent of the sessions entering here
 
 
 class TopTable(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,11 +84,23 @@ class _Spec:
 
     @property
     def columns(self) -> list[str]:
-        names = {Metric.SESSIONS: "sessions", Metric.PAGEVIEWS: "pageviews", Metric.REVENUE: "revenue"}
-        return [names.get(m, "count") for m in self.metrics]
+        names = {
+            Metric.SESSIONS: "sessions",
+            Metric.PAGEVIEWS: "pageviews",
+            Metric.REVENUE: "revenue",
+            Metric.AVG_TIME_ON_PAGE: "avg_duration",
+        }
+        columns = [names.get(m, "count") for m in self.metrics]
+        return [*columns, "bounce_rate"] if self.entry_bounces else columns
+
+    @property
+    def entry_bounces(self) -> bool:
+        """The pages table: bounce rate per page from the sessions that entered there."""
+        return self.field is Dimension.PATH
 
 
 _SESSION_METRICS = (Metric.SESSIONS, Metric.PAGEVIEWS, Metric.REVENUE)
+_PAGE_METRICS = (Metric.SESSIONS, Metric.PAGEVIEWS, Metric.AVG_TIME_ON_PAGE)
 _EVENT_METRICS = (Metric.EVENTS, Metric.SESSIONS)
 _VIEWS = Filter(Dimension.NAME, FilterOperator.IS, ("screen_view",))
 _PAGE_VIEWS = (_VIEWS, Filter(Dimension.PATH, FilterOperator.IS_NOT_NULL))
@@ -104,7 +124,9 @@ def _spec(table: str) -> _Spec:
         return _Spec(field, _EVENT_METRICS, Grain.EVENTS)
     if field is Dimension.NAME:
         return _Spec(field, _EVENT_METRICS, Grain.EVENTS, (Filter(field, FilterOperator.IS_NOT, _SYNTHETIC),))
-    if field in (Dimension.PATH, Dimension.ORIGIN):
+    if field is Dimension.PATH:
+        return _Spec(field, _PAGE_METRICS, Grain.EVENTS, _PAGE_VIEWS)
+    if field is Dimension.ORIGIN:
         return _Spec(field, (Metric.SESSIONS, Metric.PAGEVIEWS), Grain.EVENTS, _PAGE_VIEWS)
     return _Spec(field, _SESSION_METRICS, Grain.SESSIONS)
 
@@ -140,9 +162,12 @@ def top(
         order=(Order(spec.metrics[0]), Order(spec.metrics[1])),
     )
     rows = []
-    for row in fetch(reader, query):
+    found = fetch(reader, query)
+    bounces = _entry_bounces(reader, project_id, q, found) if spec.entry_bounces else {}
+    for row in found:
         keys, values = row[: len(dims)], row[len(dims) :]
         metrics = dict(zip(spec.metrics, values, strict=True))
+        timed = metrics.get(Metric.AVG_TIME_ON_PAGE)
         rows.append(
             TopRow(
                 name=keys[-1],
@@ -151,9 +176,30 @@ def top(
                 pageviews=_int(metrics.get(Metric.PAGEVIEWS)),
                 revenue=None if Metric.REVENUE not in metrics else float(metrics[Metric.REVENUE]),
                 count=_int(metrics.get(Metric.EVENTS)),
+                # 0 from the store means no view had a next one: not a time of zero.
+                avg_duration=float(timed) if timed else None,
+                bounce_rate=bounces.get((keys[0], keys[-1])),
             )
         )
     return TopTable(table=table_name(table), columns=spec.columns, limit=limit, offset=offset, rows=rows)
+
+
+def _entry_bounces(
+    reader: Reader, project_id: str, q: OverviewQuery, pages: list[tuple[object, ...]]
+) -> dict[tuple[object, object], float]:
+    """(origin, path) -> bounce rate of the sessions that entered on it, for the listed pages."""
+    paths = tuple(sorted({str(row[1]) for row in pages}))
+    if not paths:
+        return {}
+    query = Query(
+        project_id=project_id,
+        range=q.period.current,
+        metrics=(Metric.SESSIONS, Metric.BOUNCE_RATE),
+        dimensions=(Dimension.ENTRY_ORIGIN, Dimension.ENTRY_PATH),
+        filters=(*q.filters, Filter(Dimension.ENTRY_PATH, FilterOperator.IS, paths)),
+        grain=Grain.SESSIONS,
+    )
+    return {(origin, path): float(rate) for origin, path, _sessions, rate in fetch(reader, query)}
 
 
 def _int(value: object) -> int | None:

@@ -71,6 +71,10 @@ class Dialect:
     int_div: str  # {a} {b}
     # A UUID column as a sort key that orders like its text (ClickHouse sorts UUIDs by their halves).
     uuid_order: str  # {expr}
+    # The next row's {expr} in a window, NULL on the last row of its partition.
+    lead: str  # {expr} {partition} {order}
+    # A timestamp as milliseconds since the epoch (an integer).
+    epoch_ms: str  # {ts}
 
     def param(self, name: str, kind: ParamKind) -> str:
         return self.placeholder.format(name=name, type=self.param_types[kind])
@@ -123,6 +127,8 @@ DUCKDB = Dialect(
     to_number=f"CASE WHEN regexp_matches({{expr}}, '{NUMBER_PATTERN}') THEN TRY_CAST({{expr}} AS DOUBLE) END",
     int_div="({a}) // ({b})",
     uuid_order="{expr}",
+    lead="lead({expr}) OVER (PARTITION BY {partition} ORDER BY {order})",
+    epoch_ms="epoch_ms({ts})",
 )
 
 # Results come back as naive datetimes holding the bucket's wall-clock time, as DuckDB's do: the
@@ -168,6 +174,13 @@ CLICKHOUSE = Dialect(
     to_number=f"if(match({{expr}}, '{NUMBER_PATTERN}'), toFloat64OrNull(trimBoth({{expr}})), NULL)",
     int_div="intDiv({a}, {b})",
     uuid_order="toString({expr})",
+    # ClickHouse's lead() gives the type's default (0, 1970-01-01), not NULL, past the partition's
+    # end; leadInFrame of a Nullable over an explicit one-row-ahead frame gives NULL there.
+    lead=(
+        "leadInFrame(toNullable({expr})) OVER (PARTITION BY {partition} ORDER BY {order} "
+        "ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)"
+    ),
+    epoch_ms="toUnixTimestamp64Milli({ts})",
 )
 
 DIALECTS: dict[str, Dialect] = {"duckdb": DUCKDB, "clickhouse": CLICKHOUSE}

@@ -90,11 +90,15 @@ def _ratio(d: Dialect, num: str, den: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class MetricSql:
-    # Over the session base rows (sign, profile_id, is_bounce, duration, screen_view_count, …).
-    sessions: Callable[[Dialect], str]
+    # Over the session base rows (sign, profile_id, is_bounce, duration, screen_view_count, …);
+    # None for a metric that exists only on events (the query then reads events).
+    sessions: Callable[[Dialect], str] | None
     # Over the event aggregates e_* and, when `needs_sessions`, the session roll-up s_*.
     events: Callable[[Dialect], str]
     needs_sessions: bool = False
+    # The base rows carry view_ms: for a screen_view, the milliseconds to the next screen_view of
+    # its session (NULL for the last one), from a window over every screen view of the range.
+    needs_next_view: bool = False
 
 
 METRICS: dict[Metric, MetricSql] = {
@@ -138,6 +142,11 @@ METRICS: dict[Metric, MetricSql] = {
         lambda d: "coalesce(sum(sign * (screen_view_count + event_count)), 0)",
         lambda d: "e_events",
     ),
+    Metric.AVG_TIME_ON_PAGE: MetricSql(
+        None,
+        lambda d: _ratio(d, "e_view_time", "e_timed_views") + " / 1000",
+        needs_next_view=True,
+    ),
 }
 
 # The event-grain aggregates every metric above is written in.
@@ -150,6 +159,8 @@ _EVENT_AGGREGATES: tuple[tuple[str, Callable[[Dialect], str]], ...] = (
         lambda d: "coalesce({}, 0)".format(d.sum_if.format(expr="revenue", cond="name = 'revenue'")),
     ),
     ("e_events", lambda d: d.count_if.format(cond="name NOT IN ('session_start', 'session_end')")),
+    ("e_view_time", lambda d: "sum(view_ms)"),
+    ("e_timed_views", lambda d: "count(view_ms)"),
 )
 
 
@@ -208,12 +219,16 @@ class _Params:
 def choose_grain(q: Query) -> Grain:
     """q.grain when set, else sessions when every dimension and filter exists there, else events."""
     if q.grain is Grain.SESSIONS:
+        for m in q.metrics:
+            if METRICS[m].sessions is None:
+                raise QueryError(f"metrics: {m} exists on events only and the query reads sessions")
         for dim in q.dimensions:
             if _column(dim, Grain.SESSIONS) is None:
                 raise QueryError(f"dimensions: {_name(dim)} is an event field and the query reads sessions")
         return Grain.SESSIONS
     fields = [*q.dimensions, *(f.field for f in q.filters)]
-    if q.grain is None and all(_column(f, Grain.SESSIONS) is not None for f in fields):
+    on_sessions = all(METRICS[m].sessions is not None for m in q.metrics)
+    if q.grain is None and on_sessions and all(_column(f, Grain.SESSIONS) is not None for f in fields):
         return Grain.SESSIONS
     for dim in q.dimensions:
         if _column(dim, Grain.EVENTS) is None:
@@ -322,11 +337,16 @@ def _base(q: Query, grain: Grain, params: _Params) -> str:
     select += [f"{alias}.{c}" for c in needed.split()]
     start, end = q.range.utc_bounds()
     project = params.bind(q.project_id, ParamKind.STRING, "project_id")
-    where = [
+    bounds = [
         f"{alias}.project_id = {project}",
         f"{alias}.created_at >= {params.bind(start, ParamKind.TIMESTAMP, 'start')}",
         f"{alias}.created_at < {params.bind(end, ParamKind.TIMESTAMP, 'end')}",
     ]
+    where = list(bounds)
+    source = table
+    if grain is Grain.EVENTS and any(METRICS[m].needs_next_view for m in q.metrics):
+        source, view_ms = _with_next_view(d, bounds)
+        select.append(f"{view_ms} AS view_ms")
     other_grain: list[Filter] = []
     for f in q.filters:
         if _column(f.field, grain) is None:
@@ -350,7 +370,22 @@ def _base(q: Query, grain: Grain, params: _Params) -> str:
             + " AND ".join(conds)
             + " GROUP BY s.id HAVING sum(s.sign) > 0)"
         )
-    return f"SELECT {', '.join(select)}\nFROM {table} AS {alias}\nWHERE " + "\n  AND ".join(where)
+    return f"SELECT {', '.join(select)}\nFROM {source} AS {alias}\nWHERE " + "\n  AND ".join(where)
+
+
+def _with_next_view(d: Dialect, bounds: list[str]) -> tuple[str, str]:
+    """(a derived events table with next_at, the view_ms expression over it).
+
+    The window runs inside, before the query's filters: a page's time is up to the session's next
+    screen view whatever page that is. Partitions are (session, name), so a screen view's next row
+    is the next screen view; a filter on name is a partition key and may still be pushed inside.
+    Ties on created_at are ordered by id, the same way in both engines.
+    """
+    order = f"e.created_at, {d.uuid_order.format(expr='e.id')}"
+    lead = d.lead.format(expr="e.created_at", partition="e.session_id, e.name", order=order)
+    inner = f"(SELECT e.*, {lead} AS next_at\nFROM events AS e\nWHERE " + " AND ".join(bounds) + ")"
+    diff = f"{d.epoch_ms.format(ts='e.next_at')} - {d.epoch_ms.format(ts='e.created_at')}"
+    return inner, f"CASE WHEN e.name = 'screen_view' AND e.session_id <> '' THEN {diff} END"
 
 
 def _session_rollup(params: _Params) -> str:
@@ -371,7 +406,7 @@ def _aggregate(
     key_list = "".join(f"{k}, " for k in keys)
     group = f"\nGROUP BY {', '.join(keys)}" if keys else ""
     if grain is Grain.SESSIONS:
-        metrics = ", ".join(f"{METRICS[m].sessions(d)} AS m{i}" for i, m in enumerate(q.metrics))
+        metrics = ", ".join(f"{_session_metric(m, d)} AS m{i}" for i, m in enumerate(q.metrics))
         # Groups whose versions all cancel out (e.g. a session that moved bucket) are not results.
         having = "\nHAVING sum(sign) > 0" if keys else ""
         return [], f"SELECT {key_list}{metrics}\nFROM {source}{group}{having}"
@@ -407,6 +442,13 @@ def _aggregate(
         joined += f" {join}"
     metrics = ", ".join(f"{METRICS[m].events(d)} AS m{i}" for i, m in enumerate(q.metrics))
     return ctes, f"SELECT {key_list}{metrics}\nFROM {joined}"
+
+
+def _session_metric(m: Metric, d: Dialect) -> str:
+    sql = METRICS[m].sessions
+    if sql is None:  # choose_grain never picks sessions for these
+        raise QueryError(f"metrics: {m} exists on events only")
+    return sql(d)
 
 
 def _filter_sql(f: Filter, expr: str, params: _Params) -> str:

@@ -190,7 +190,8 @@ def expected_rows(twin: dict[str, Any]) -> list[tuple[str, list[str]]]:
     field = filter_field(msgspec.convert(twin, type=TopTable))
     out = []
     for row in twin["rows"]:
-        cells = [money(row[c]) if c == "revenue" else number(row[c]) for c in columns]
+        formats = {"revenue": money, "avg_duration": duration, "bounce_rate": percent}
+        cells = [formats.get(c, number)(row[c]) for c in columns]
         out.append((row_name(field, msgspec.convert(row, type=TopRow)), cells))
     return out
 
@@ -407,12 +408,22 @@ def test_every_widget_tab_matches_its_report_and_twin(env: Env) -> None:
             ("(not set)", ["1", "1", "0.00"]),
         ]
     )
-    assert table_rows(env.page("/_partials/w/pages").text) == [
-        ("/", ["3", "3"]),
-        ("/pricing", ["2", "2"]),
-        ("/blog", ["1", "1"]),
-        ("/docs", ["1", "1"]),
+    # Pages: sessions, views, avg time to the next view, bounce rate of the sessions entering there.
+    # The seed's views follow each other within milliseconds: '/' (GB_1's, then /pricing) and /blog
+    # (DE's, then /) have a time, shown in whole seconds; the other views are their sessions' last.
+    pages = table_rows(env.page("/_partials/w/pages").text)
+    assert [(name, cells[:2] + cells[3:]) for name, cells in pages] == [
+        ("/", ["3", "3", "50.0%"]),  # entered by GB_1 and US, US bounced
+        ("/pricing", ["2", "2", "100.0%"]),  # entered by NOWHERE only, who bounced
+        ("/blog", ["1", "1", "0.0%"]),
+        ("/docs", ["1", "1", "100.0%"]),
     ]
+    assert [cells[2] for _, cells in pages][1::2] == ["–", "–"]
+    assert all(re.fullmatch(r"\d+s", cells[2]) for _, cells in pages[::2])
+    assert re.search(
+        r'<th scope="col">Avg\. time</th>\s*<th scope="col">Bounce rate</th>',
+        env.page("/_partials/w/pages").text,
+    )
     assert table_rows(env.page("/_partials/w/events").text) == [
         ("signup", ["2", "2"]),
         ("link_out", ["1", "1"]),
@@ -485,11 +496,13 @@ def test_a_filter_chip_applies_to_every_widget(env: Env) -> None:
             assert twin == report_json(env.reports.top(env.pid, q, tab.report_table, 10))
             assert table_rows(reply.text) == expected_rows(twin), (name, tab.key)
     assert table_rows(env.page("/_partials/w/geo", qs).text) == [("United Kingdom", ["2", "3"])]
-    assert table_rows(env.page("/_partials/w/pages", qs).text) == [
-        ("/", ["1", "1"]),
-        ("/docs", ["1", "1"]),
-        ("/pricing", ["1", "1"]),
+    gb_pages = table_rows(env.page("/_partials/w/pages", qs).text)
+    assert [(name, cells[:2] + cells[3:]) for name, cells in gb_pages] == [
+        ("/", ["1", "1", "0.0%"]),
+        ("/docs", ["1", "1", "100.0%"]),
+        ("/pricing", ["1", "1", "–"]),  # no GB session entered there
     ]
+    assert re.fullmatch(r"\d+s", gb_pages[0][1][2]) and [c[2] for _, c in gb_pages[1:]] == ["–", "–"]
     assert table_rows(env.page("/_partials/w/events", qs).text) == [
         ("link_out", ["1", "1"]),
         ("signup", ["1", "1"]),

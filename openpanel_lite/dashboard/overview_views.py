@@ -133,6 +133,9 @@ _COLUMNS: dict[str, dict[str, str]] = {
     "pageviews": {"key": "pageviews", "label": "Pageviews", "format": "number"},
     "revenue": {"key": "revenue", "label": "Revenue", "format": "money"},
     "count": {"key": "count", "label": "Events", "format": "number"},
+    # The pages table (reports/top.py): seconds to the next page view; bounce % of entries there.
+    "avg_duration": {"key": "avg_duration", "label": "Avg. time", "format": "duration"},
+    "bounce_rate": {"key": "bounce_rate", "label": "Bounce rate", "format": "percent"},
 }
 # Where the row's value alone would be ambiguous, its parent (from TopRow.prefix) is shown too.
 _WITH_PREFIX_BEFORE = frozenset({Dimension.BROWSER_VERSION, Dimension.OS_VERSION})
@@ -181,6 +184,8 @@ def table_context(name: str, tab: Tab, table: TopTable, state: UrlState, urls: U
             "pageviews": row.pageviews,
             "revenue": row.revenue,
             "count": row.count,
+            "avg_duration": row.avg_duration,
+            "bounce_rate": row.bounce_rate,
         }
         for row in table.rows
     ]

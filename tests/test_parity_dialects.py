@@ -31,8 +31,9 @@ from openpanel_lite.storage.clickhouse import ClickHouseStore
 from openpanel_lite.storage.dialects import CLICKHOUSE, DUCKDB, ParamKind
 from openpanel_lite.storage.duckdb import DuckDBStore
 from openpanel_lite.storage.rows import EventRow, SessionRow, WriteBatch
-from openpanel_lite.storage.sql import _ratio, compile_query
+from openpanel_lite.storage.sql import compile_query
 from openpanel_lite.storage.sql_list import EventListQuery
+from openpanel_lite.storage.sql_vocabulary import _ratio
 from tests.clickhouse.engine import drop_database, engine_url, new_database
 
 P = "proj"

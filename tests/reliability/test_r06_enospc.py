@@ -307,13 +307,17 @@ def test_r06_enospc(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     print(f"R06 checkpoint ENOSPC: 20 trials, recovered in at most {max(recoveries):.2f} s after freeing")
 
 
-# Not strict: the loss needs a resend to land inside the 100 ms window, which timing usually but not
-# always allows; an XPASS is reported, never hidden.
+# With the long forms only (it adds ~30 s). Not strict: the loss needs a resend inside the 100 ms
+# window, which timing usually but not always allows; an XPASS is reported, never hidden.
 @pytest.mark.xfail(
     strict=False,
     reason="known defect in ingest/service.py (not this suite's area): the in-memory 100 ms content-hash "
     "dedup records a request before its spool commit, so a retry of a request answered 503 because the "
     "commit failed (disk full) comes back within 100 ms as a 'duplicate', is answered 200 and is lost",
 )
-def test_r06_fast_retry_after_a_failed_commit_is_not_lost(tmp_path: Path) -> None:
+@pytest.mark.reliability
+def test_r06_fast_retry_after_a_failed_commit_is_not_lost(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    long_form(request, "R06 known defect")
     enospc(tmp_path, 2, retry_pause_s=0.05)

@@ -320,10 +320,21 @@ def hand_written(q: OverviewQuery) -> dict[str, list[str]]:
     GROUP BY 1 HAVING sum(sign) > 0 ORDER BY 1"""
     live = """SELECT count(DISTINCT profile_id) FROM events
     WHERE project_id = $p AND created_at >= $start AND created_at < $end"""
-    pages = """SELECT origin, path, count(DISTINCT session_id) AS sessions, count(*) AS pageviews
-    FROM events WHERE project_id = $p AND created_at >= $start AND created_at < $end
-      AND name = 'screen_view' AND path <> ''
+    # Pages: also the mean ms to the session's next later page view (a window over the range's
+    # page views) and the bounce rate of the sessions entering on each page.
+    pages = """SELECT origin, path, count(DISTINCT session_id) AS sessions, count(*) AS pageviews,
+        avg(next_ms) AS avg_ms
+    FROM (SELECT origin, path, session_id, min(epoch_ms(created_at)) OVER (PARTITION BY session_id
+            ORDER BY epoch_ms(created_at) RANGE BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)
+            - epoch_ms(created_at) AS next_ms
+        FROM events WHERE project_id = $p AND created_at >= $start AND created_at < $end
+          AND name = 'screen_view' AND session_id <> '')
+    WHERE path <> ''
     GROUP BY ALL ORDER BY sessions DESC, pageviews DESC, path LIMIT 10"""
+    entry_bounces = """SELECT entry_origin, entry_path, sum(sign) AS sessions,
+        round(100 * sum(sign * is_bounce::INT) / sum(sign), 2)
+    FROM sessions WHERE project_id = $p AND created_at >= $start AND created_at < $end
+    GROUP BY ALL HAVING sum(sign) > 0"""
     events = """SELECT name, count(*) AS n, count(DISTINCT session_id) AS sessions
     FROM events WHERE project_id = $p AND created_at >= $start AND created_at < $end
       AND name NOT IN ('session_start', 'session_end', 'screen_view')
@@ -334,7 +345,7 @@ def hand_written(q: OverviewQuery) -> dict[str, list[str]]:
         "series": [series, series],
         "live": [live],
         "sources:referrer_name": [_session_top("referrer_name")],
-        "pages:pages": [pages],
+        "pages:pages": [pages, entry_bounces],
         "pages:entry_path": [_session_top("entry_origin, entry_path")],
         "pages:exit_path": [_session_top("exit_origin, exit_path")],
         "devices:device": [_session_top("device")],
@@ -344,12 +355,18 @@ def hand_written(q: OverviewQuery) -> dict[str, list[str]]:
     }
 
 
+# Widgets whose hand-written statements all read the current period (the others: current, previous).
+_CURRENT_ONLY = frozenset({"pages:pages"})
+
+
 def run_hand(con: duckdb.DuckDBPyConnection, name: str, sqls: list[str], q: OverviewQuery) -> None:
     cur, prev = q.period.current, q.period.previous
     live_end = NOW.replace(microsecond=0) + timedelta(seconds=1)
     for k, sql in enumerate(sqls):
         if name == "live":
             start, end = live_end - timedelta(minutes=5), live_end
+        elif name in _CURRENT_ONLY:
+            start, end = cur.start, cur.end
         else:
             r = cur if k < len(sqls) // 2 or len(sqls) == 1 else prev
             start, end = r.start, r.end

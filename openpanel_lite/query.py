@@ -36,8 +36,8 @@ class Metric(StrEnum):
     AVG_SESSION_DURATION = "avg_session_duration"  # seconds; sessions of 0 ms excluded
     REVENUE = "revenue"  # sum of `revenue` events (cents by convention)
     EVENTS = "events"  # all events except the synthetic session_start / session_end
-    # Seconds from a screen_view to the next screen_view of its session (over all of the range's
-    # screen views, before filters), averaged over the screen views that have one; events only.
+    # Seconds from a screen_view to the next later screen_view of its session (over all of the
+    # range's screen views, before filters), averaged over the views that have one; events only.
     AVG_TIME_ON_PAGE = "avg_time_on_page"
 
 

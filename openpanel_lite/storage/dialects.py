@@ -71,8 +71,10 @@ class Dialect:
     int_div: str  # {a} {b}
     # A UUID column as a sort key that orders like its text (ClickHouse sorts UUIDs by their halves).
     uuid_order: str  # {expr}
-    # The next row's {expr} in a window, NULL on the last row of its partition.
-    lead: str  # {expr} {partition} {order}
+    # The smallest {value} (an integer) of its partition that is greater than this row's, NULL when
+    # there is none. Rows with equal values get the same answer, so no tie-break is needed for both
+    # engines to agree (lead() would need one: a UUID sort cost a third more on 10M events).
+    next_greater: str  # {value} {partition}
     # A timestamp as milliseconds since the epoch (an integer).
     epoch_ms: str  # {ts}
 
@@ -127,7 +129,10 @@ DUCKDB = Dialect(
     to_number=f"CASE WHEN regexp_matches({{expr}}, '{NUMBER_PATTERN}') THEN TRY_CAST({{expr}} AS DOUBLE) END",
     int_div="({a}) // ({b})",
     uuid_order="{expr}",
-    lead="lead({expr}) OVER (PARTITION BY {partition} ORDER BY {order})",
+    next_greater=(
+        "min({value}) OVER (PARTITION BY {partition} ORDER BY {value} "
+        "RANGE BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)"
+    ),
     epoch_ms="epoch_ms({ts})",
 )
 
@@ -174,11 +179,10 @@ CLICKHOUSE = Dialect(
     to_number=f"if(match({{expr}}, '{NUMBER_PATTERN}'), toFloat64OrNull(trimBoth({{expr}})), NULL)",
     int_div="intDiv({a}, {b})",
     uuid_order="toString({expr})",
-    # ClickHouse's lead() gives the type's default (0, 1970-01-01), not NULL, past the partition's
-    # end; leadInFrame of a Nullable over an explicit one-row-ahead frame gives NULL there.
-    lead=(
-        "leadInFrame(toNullable({expr})) OVER (PARTITION BY {partition} ORDER BY {order} "
-        "ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)"
+    # minOrNull: over an empty frame plain min() gives 0 unless aggregate_functions_null_for_empty.
+    next_greater=(
+        "minOrNull({value}) OVER (PARTITION BY {partition} ORDER BY {value} "
+        "RANGE BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)"
     ),
     epoch_ms="toUnixTimestamp64Milli({ts})",
 )

@@ -6,6 +6,7 @@ OPENPANEL_TEST_CLICKHOUSE_URL), each asserting the same exact answer on both.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from openpanel_lite.query import (
     Filter,
     FilterOperator,
     Metric,
+    Order,
     Property,
     Query,
     QueryError,
@@ -99,6 +101,26 @@ def _batch() -> WriteBatch:
         )
         for i in range(40)
     ]
+    # Page views for time on page: session a views /a and /b at the same millisecond, /a 10 s later,
+    # /c a minute after that; session b views /a once.
+    for session, offset_s, path in (
+        ("a", 0, "/a"),
+        ("a", 0, "/b"),
+        ("a", 10, "/a"),
+        ("a", 70, "/c"),
+        ("b", 0, "/a"),
+    ):
+        at = T0 + timedelta(seconds=offset_s)
+        events.append(
+            EventRow(
+                id=uuid.UUID(int=next(_ids)),
+                name="screen_view",
+                project_id="views",
+                session_id=session,
+                path=path,
+                created_at=at,
+            )
+        )
     return WriteBatch(events=events, sessions=sessions)
 
 
@@ -247,3 +269,29 @@ def test_views_per_session_of_a_half_rounds_up(stores: tuple[EventStore, EventSt
     )
     results = [s.fetch(*compile_query(q, s.dialect)) for s in stores]
     assert results[0] == results[1] == [(40, 107, 2.68)]
+
+
+# ---------------------------------------------------------------------------- time on page
+
+
+@pytest.mark.parametrize("join", [True, False])
+def test_time_on_page_is_the_same_in_both_forms_and_engines(
+    stores: tuple[EventStore, EventStore], join: bool
+) -> None:
+    # Views at the same millisecond share the next later view (no tie-break for the engines to
+    # disagree on): /a and /b at 0 s both run to 10 s; /a at 10 s runs to 70 s; the last views
+    # have no time.
+    views = Filter(Dimension.NAME, FilterOperator.IS, ("screen_view",))
+    q = Query(
+        project_id="views",
+        range=DAY,
+        metrics=(Metric.PAGEVIEWS, Metric.AVG_TIME_ON_PAGE),
+        dimensions=(Dimension.PATH,),
+        filters=(views,),
+        order=(Order(Metric.PAGEVIEWS), Order(Metric.AVG_TIME_ON_PAGE)),
+    )
+    results = []
+    for s in stores:
+        dialect = dataclasses.replace(s.dialect, next_view_join=join)
+        results.append(s.fetch(*compile_query(q, dialect)))
+    assert results[0] == results[1] == [("/a", 3, 35.0), ("/b", 1, 10.0), ("/c", 1, 0.0)]

@@ -77,6 +77,10 @@ class Dialect:
     next_greater: str  # {value} {partition}
     # A timestamp as milliseconds since the epoch (an integer).
     epoch_ms: str  # {ts}
+    # Time on page (storage/sql.py): a window over (session, ms) joined back to the events, or a
+    # window carrying the events' columns. Same results; on 10M events the join is faster in DuckDB
+    # (the wide window spills under its memory limit), the wide window in ClickHouse.
+    next_view_join: bool
 
     def param(self, name: str, kind: ParamKind) -> str:
         return self.placeholder.format(name=name, type=self.param_types[kind])
@@ -134,6 +138,7 @@ DUCKDB = Dialect(
         "RANGE BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)"
     ),
     epoch_ms="epoch_ms({ts})",
+    next_view_join=True,
 )
 
 # Results come back as naive datetimes holding the bucket's wall-clock time, as DuckDB's do: the
@@ -185,6 +190,7 @@ CLICKHOUSE = Dialect(
         "RANGE BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)"
     ),
     epoch_ms="toUnixTimestamp64Milli({ts})",
+    next_view_join=False,
 )
 
 DIALECTS: dict[str, Dialect] = {"duckdb": DUCKDB, "clickhouse": CLICKHOUSE}

@@ -194,11 +194,17 @@ def _base(q: Query, grain: Grain, params: _Params) -> str:
     ]
     where = list(bounds)
     source = f"{table} AS {alias}"
-    if grain is Grain.EVENTS and any(METRICS[m].needs_next_view for m in q.metrics):
+    if grain is Grain.EVENTS and any(METRICS[m].needs_next_view for m in q.metrics) and d.next_view_join:
         source = f"events AS e LEFT JOIN {_next_views(d, bounds)} AS nv\n  ON " + _NEXT_VIEW_ON.format(
             at=d.epoch_ms.format(ts="e.created_at")
         )
         select.append("CASE WHEN e.name = 'screen_view' THEN nv.view_ms END AS view_ms")
+    elif grain is Grain.EVENTS and any(METRICS[m].needs_next_view for m in q.metrics):
+        fields = [*q.dimensions, *(f.field for f in q.filters)]
+        used = {_column(f, Grain.EVENTS) for f in fields}
+        columns = {c if isinstance(c, str) else "properties" for c in used if c is not None}
+        source = _with_next_view(d, bounds, columns | set(needed.split())) + " AS e"
+        select.append("e.view_ms")
     other_grain: list[Filter] = []
     for f in q.filters:
         if _column(f.field, grain) is None:
@@ -245,6 +251,20 @@ def _next_views(d: Dialect, bounds: list[str]) -> str:
     )
     ms = f"{d.next_greater.format(value='v.at', partition='v.session_id')} - v.at"
     return f"(SELECT v.session_id, v.at, {ms} AS view_ms FROM (\n{views}\n) AS v)"
+
+
+def _with_next_view(d: Dialect, bounds: list[str], columns: set[str]) -> str:
+    """The range's events (`columns` of them) with view_ms, as _next_views defines it, computed by a
+    window that carries the columns along (the ClickHouse form: faster there than the join)."""
+    cols = ", ".join(f"e.{c}" for c in sorted(columns | {"id", "project_id", "created_at"}))
+    at = d.epoch_ms.format(ts="e.created_at")
+    ms = f"{d.next_greater.format(value=at, partition='e.session_id')} - {at}"
+    where = " AND ".join(bounds)
+    view = "e.name = 'screen_view' AND e.session_id <> ''"
+    return (
+        f"(SELECT {cols}, {ms} AS view_ms FROM events AS e WHERE {where} AND {view}\n"
+        f"UNION ALL\nSELECT {cols}, NULL AS view_ms FROM events AS e WHERE {where} AND NOT ({view}))"
+    )
 
 
 def _session_rollup(params: _Params) -> str:

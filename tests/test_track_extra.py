@@ -133,3 +133,33 @@ def test_overload_is_shed_with_503_and_retry_after(tmp_path: Path) -> None:
         assert srv.rows("SELECT count(*) FROM events") == [(0,)]
     finally:
         srv.stop()
+
+
+def test_a_retry_of_a_refused_request_is_not_a_duplicate(server: LiveServer, site: Site) -> None:
+    """The 100 ms content lock only covers requests that were kept: a resend of one answered 503
+    (here: the spool refuses at append, after the route's shed check passed) must be stored."""
+    import json
+
+    from openpanel_lite.ingest.headers import LowerCaseHeaders
+    from openpanel_lite.ingest.service import RequestMeta
+
+    ingest = server.runtime.ingest
+    service, spool = ingest.service, ingest.spool
+    service.duplicate_window_s = 60.0  # every resend below lands inside the window, on any machine
+    body = json.dumps(screen_view("https://example.com/refused")).encode()
+    headers = LowerCaseHeaders({k.lower(): v for k, v in site.headers().items()})
+    meta = RequestMeta(peer="127.0.0.1", headers=headers)
+
+    spool._min_free_ratio = 1.0  # noqa: SLF001 - no disk is 100 % free: the append is refused
+    spool._disk_checked_at = -1.0  # noqa: SLF001 - re-read the disk now
+    refused = server.call(service.track(body, meta))
+    assert (refused.status, refused.headers) == (503, {"retry-after": "30"})
+
+    spool._min_free_ratio = 0.0  # noqa: SLF001
+    spool._disk_checked_at = -1.0  # noqa: SLF001
+    kept = server.call(service.track(body, meta))
+    duplicate = server.call(service.track(body, meta))  # a true duplicate of the kept one
+    assert kept.status == 200 and duplicate.status == 200
+    assert kept.body == duplicate.body  # same deviceId and sessionId
+    server.flush()
+    assert [e["path"] for e in events(server) if e["name"] == "screen_view"] == ["/refused"]

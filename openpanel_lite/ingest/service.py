@@ -98,8 +98,14 @@ class IngestService:
 
     # ------------------------------------------------------------------------------------------
 
-    def _duplicate(self, client_id: str, body: bytes, ip: str, origin: str | None) -> bool:
-        """Upstream's 100 ms content lock, in memory: same client, body, ip and origin."""
+    def _duplicate(self, client_id: str, body: bytes, ip: str, origin: str | None) -> bytes | None:
+        """Upstream's 100 ms content lock, in memory: same client, body, ip and origin.
+
+        None when this request is a duplicate; else its key, now locked. The lock is taken before the
+        request is processed (so two identical requests racing are one event), and the caller must
+        `_unlock` it when the request is not stored (e.g. 503): a retry of a refused request is not a
+        duplicate of anything that was kept.
+        """
         now = time.monotonic()
         if len(self._recent) > 10_000:
             self._recent = {k: t for k, t in self._recent.items() if now - t < self.duplicate_window_s}
@@ -107,8 +113,13 @@ class IngestService:
             b"\0".join([client_id.encode(), body, ip.encode(), (origin or "").encode()])
         ).digest()
         seen = self._recent.get(key)
+        if seen is not None and now - seen < self.duplicate_window_s:
+            return None
         self._recent[key] = now
-        return seen is not None and now - seen < self.duplicate_window_s
+        return key
+
+    def _unlock(self, key: bytes) -> None:
+        self._recent.pop(key, None)
 
     async def _authorize(
         self, meta: RequestMeta, env: schemas.Envelope, profile_id: str | None, has_revenue: bool
@@ -209,10 +220,25 @@ class IngestService:
             bot = detect_bot(ua)
             if bot is not None:
                 return await self._bot(bot.name, bot.type, project.id, payload)
-        if self._duplicate(authorized.client.id, body, ip, meta.headers.get("origin")):
+        lock = self._duplicate(authorized.client.id, body, ip, meta.headers.get("origin"))
+        if lock is None:
             self.metrics.events_dropped_total.labels(reason="duplicate").inc()
             ident = self.pipeline.identity_for(self._request(authorized, ip, meta), {})
             return _ok(ident)
+        try:
+            reply = await self._store(authorized, ip, meta, payload, started)
+        except BaseException:
+            self._unlock(lock)
+            raise
+        if reply.status != 200:
+            self._unlock(lock)
+        return reply
+
+    async def _store(
+        self, authorized: Authorized, ip: str, meta: RequestMeta, payload: schemas.Payload, started: float
+    ) -> Reply:
+        """Enrich, spool and publish one authorised, non-duplicate request."""
+        project = authorized.project
         req = self._request(authorized, ip, meta)
         rows = Rows()
         try:

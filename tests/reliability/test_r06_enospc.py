@@ -307,14 +307,8 @@ def test_r06_enospc(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     print(f"R06 checkpoint ENOSPC: 20 trials, recovered in at most {max(recoveries):.2f} s after freeing")
 
 
-# With the long forms only (it adds ~30 s). Not strict: the loss needs a resend inside the 100 ms
-# window, which timing usually but not always allows; an XPASS is reported, never hidden.
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect in ingest/service.py (not this suite's area): the in-memory 100 ms content-hash "
-    "dedup records a request before its spool commit, so a retry of a request answered 503 because the "
-    "commit failed (disk full) comes back within 100 ms as a 'duplicate', is answered 200 and is lost",
-)
+# With the long forms only (it adds ~30 s): a resend 50 ms after a 503 from a failed commit must be
+# stored (the 100 ms content lock once answered it 200 as a duplicate and lost it).
 @pytest.mark.reliability
 def test_r06_fast_retry_after_a_failed_commit_is_not_lost(
     tmp_path: Path, request: pytest.FixtureRequest

@@ -145,7 +145,8 @@ def test_s15_erase_from_dashboard_and_cli_leaves_no_row_and_no_byte(live: LiveSe
     assert server.call(writer.checkpoint()) is True
     visit(site, "erase-me", MARK_WEB, 4, CHROME)
     visit(site, "keep-me", KEEP, 2, FIREFOX)
-    assert writer.queue_size() > 0
+    # Not yet in the store: held by the writer (in memory, or read back from the spool when it has
+    # spilled, which a busy machine can cause) and always in the spool.
     assert "erase-me" in spooled_profiles(data_dir)
     # The control: before the erase the marker is in the store's file and in the spool.
     before = marker_hits(data_dir, MARK_WEB)

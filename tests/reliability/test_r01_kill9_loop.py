@@ -18,7 +18,7 @@ Site = tuple[Path, str, dict[str, Any]]
 
 @pytest.mark.slow
 def test_r01_kill9_loop_short(crash_site: Site) -> None:
-    kill9_loop(crash_site, 20)
+    kill9_loop(crash_site, 12)  # ~2 s per cycle (a restart each); 200 with -m reliability
 
 
 @pytest.mark.reliability

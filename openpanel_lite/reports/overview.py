@@ -36,7 +36,9 @@ from openpanel_lite.query import (
 )
 from openpanel_lite.storage.sql import compile_query
 
-Number = int | float
+# Counts are ints and ratios floats; annotated as float (which accepts ints) because `int | float`
+# becomes oneOf[integer, number] in the OpenAPI schema, which every whole number breaks (S02).
+Number = float
 
 # The cards, in upstream's order.
 CARD_METRICS: tuple[Metric, ...] = (

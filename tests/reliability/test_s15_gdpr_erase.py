@@ -8,6 +8,7 @@ before: the control that makes the grep mean something).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 from openpanel_lite.config import Config, load
 from openpanel_lite.ingest.spool import SpoolRecord
 from openpanel_lite.meta import members, users
+from openpanel_lite.storage.file_guard import FileGuard
 from tests.conftest import free_port
 from tests.dashboard_support import ADMIN_EMAIL, logged_in, login
 from tests.harness import LiveServer
@@ -130,7 +132,9 @@ SAFARI = (
 )
 
 
-def test_s15_erase_from_dashboard_and_cli_leaves_no_row_and_no_byte(live: LiveServer) -> None:
+def test_s15_erase_from_dashboard_and_cli_leaves_no_row_and_no_byte(
+    live: LiveServer, request: pytest.FixtureRequest
+) -> None:
     server = live
     site = Site(server)
     pid = site.project.id
@@ -143,10 +147,16 @@ def test_s15_erase_from_dashboard_and_cli_leaves_no_row_and_no_byte(live: LiveSe
     visit(site, "erase-cli", MARK_CLI, 4, SAFARI)
     server.flush()
     assert server.call(writer.checkpoint()) is True
+    # The store's file guard (what `openpanel backup` takes) held exclusively until just before the
+    # erase: the writer cannot write these visits, so they are in its memory and in the spool.
+    guard = FileGuard(data_dir / "events.duckdb")
+    held = contextlib.ExitStack()
+    held.enter_context(guard.exclusive(timeout_s=30))
+    # Released however the test ends (before the server's teardown, which needs the writer).
+    request.addfinalizer(guard.close)
+    request.addfinalizer(held.close)
     visit(site, "erase-me", MARK_WEB, 4, CHROME)
     visit(site, "keep-me", KEEP, 2, FIREFOX)
-    # Not yet in the store: held by the writer (in memory, or read back from the spool when it has
-    # spilled, which a busy machine can cause) and always in the spool.
     assert "erase-me" in spooled_profiles(data_dir)
     # The control: before the erase the marker is in the store's file and in the spool.
     before = marker_hits(data_dir, MARK_WEB)
@@ -181,6 +191,8 @@ def test_s15_erase_from_dashboard_and_cli_leaves_no_row_and_no_byte(live: LiveSe
     assert owner.post(f"/p/{pid}/profile/erase", {"id": "erase-me"}).status == 400
     assert counts(server, pid, "erase-me")[0] == stored_before
 
+    held.close()  # the writer may write again; the erase takes its lock and the store's guard
+    guard.close()
     done = owner.post(f"/p/{pid}/profile/erase", {"id": "erase-me", "confirm": "erase"})
     assert done.status == 200, done.text[:500]
     assert 'id="ex-erase-done"' in done.text

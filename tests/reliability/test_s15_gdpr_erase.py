@@ -60,14 +60,16 @@ def live(tmp_path: Path) -> Iterator[LiveServer]:
     srv.stop()
 
 
-def visit(site: Site, profile: str, marker: str, pages: int, ua: str) -> None:
-    """An identified visitor: identify (email carries the marker), then page views and a custom event."""
+def visit(site: Site, profile: str, marker: str, pages: int, ua: str, first: int = 0) -> None:
+    """An identified visitor: identify (email carries the marker), then page views and a custom event.
+
+    Pages are numbered from `first`, so a second visit sends bodies of its own (never a duplicate)."""
     headers = {"User-Agent": ua}
     reply = site.track(
         {"type": "identify", "payload": {"profileId": profile, "email": f"{marker}@example.com"}}, **headers
     )
     assert reply.status == 200, reply.text
-    for n in range(pages):
+    for n in range(first, first + pages):
         event = {
             "name": "screen_view" if n % 2 == 0 else "note",
             "profileId": profile,
@@ -155,8 +157,8 @@ def test_s15_erase_from_dashboard_and_cli_leaves_no_row_and_no_byte(
     # Released however the test ends (before the server's teardown, which needs the writer).
     request.addfinalizer(guard.close)
     request.addfinalizer(held.close)
-    visit(site, "erase-me", MARK_WEB, 4, CHROME)
-    visit(site, "keep-me", KEEP, 2, FIREFOX)
+    visit(site, "erase-me", MARK_WEB, 4, CHROME, first=6)
+    visit(site, "keep-me", KEEP, 2, FIREFOX, first=4)
     assert "erase-me" in spooled_profiles(data_dir)
     # The control: before the erase the marker is in the store's file and in the spool.
     before = marker_hits(data_dir, MARK_WEB)

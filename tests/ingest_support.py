@@ -41,7 +41,8 @@ def write_geo(path: Path) -> Path:
     return path
 
 
-def live_config(tmp_path: Path) -> Config:
+def live_config(tmp_path: Path, **overrides: object) -> Config:
+    """The in-process test server's config; `overrides` are more dotted keys (e.g. a flush interval)."""
     return load(
         None,
         {},
@@ -55,6 +56,8 @@ def live_config(tmp_path: Path) -> Config:
             "storage.duckdb.threads": 1,
             "ingest.min_free_disk_mb": 0,
             "ingest.min_free_disk_ratio": 0.0,
+            # ingest__flush_interval_ms=… -> "ingest.flush_interval_ms"; given keys win.
+            **{key.replace("__", "."): value for key, value in overrides.items()},
         },
     )
 

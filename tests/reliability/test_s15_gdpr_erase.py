@@ -18,14 +18,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from openpanel_lite.config import Config, load
+from openpanel_lite.config import Config
 from openpanel_lite.ingest.spool import SpoolRecord
 from openpanel_lite.meta import members, users
 from openpanel_lite.storage.file_guard import FileGuard
-from tests.conftest import free_port
 from tests.dashboard_support import ADMIN_EMAIL, logged_in, login
 from tests.harness import LiveServer
-from tests.ingest_support import Site, write_geo
+from tests.ingest_support import Site, live_config
 
 REPO = Path(__file__).resolve().parents[2]
 MARK_WEB = "S15-ERASE-ME-7f3a9c"  # only in the events of the profile erased from the dashboard
@@ -34,23 +33,8 @@ KEEP = "S15-KEEP-ME-0d4e11"  # in the other profile's events: must survive
 
 
 def erase_config(tmp_path: Path) -> Config:
-    return load(
-        None,
-        {},
-        {
-            "data.dir": str(tmp_path / "data"),
-            "server.port": free_port(),
-            "server.trusted_proxies": ["127.0.0.1/32"],
-            "geoip.path": str(write_geo(tmp_path / "geo.mmdb")),
-            "geoip.auto_download": False,
-            "storage.duckdb.memory_limit": "256MiB",
-            "storage.duckdb.threads": 1,
-            "ingest.min_free_disk_mb": 0,
-            "ingest.min_free_disk_ratio": 0.0,
-            # Nothing reaches the store unless the test flushes: records stay in memory and spool.
-            "ingest.flush_interval_ms": 600_000,
-        },
-    )
+    # Nothing reaches the store unless the test flushes: records stay in memory and spool.
+    return live_config(tmp_path, ingest__flush_interval_ms=600_000)
 
 
 @pytest.fixture

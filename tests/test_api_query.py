@@ -87,7 +87,12 @@ def test_twins_return_the_report_numbers(env: Env, tz: str) -> None:
         series = env.get("/series", {**DATES, "metric": "pageviews"})
         assert series.json() == report_json(env.reports.series(pid, q, Metric.PAGEVIEWS))
         assert [p["value"] for p in series.json()["points"]] == ([5, 3] if tz == "UTC" else [6, 3])
-        assert series.json()["points"][0]["time"] == "2025-03-10T00:00:00"
+        # RFC 3339 with the zone's offset at each instant: LA moved to PDT on 2025-03-09.
+        offsets = ("Z", "Z") if tz == "UTC" else ("-07:00", "-08:00")
+        assert series.json()["points"][0]["time"] == "2025-03-10T00:00:00" + offsets[0]
+        assert series.json()["points"][0]["previous_time"] == "2025-03-08T00:00:00" + offsets[1]
+        assert cards.json()["current"]["start"] == "2025-03-10T00:00:00" + offsets[0]
+        assert cards.json()["previous"]["start"] == "2025-03-08T00:00:00" + offsets[1]
         for table in ("referrer_name", "city", "pages", "events", "link_out", "properties.plan"):
             top = env.get(f"/top/{table}", {**DATES, "limit": "3"})
             assert top.json() == report_json(env.reports.top(pid, q, table, 3)), table

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -90,13 +91,20 @@ CARDS = {
 }
 
 
+def at(tz: str, *parts: int) -> datetime:
+    """A wall-clock time in `tz`, as the overview reports return them."""
+    return datetime(*parts).replace(tzinfo=ZoneInfo(tz))
+
+
 @pytest.mark.parametrize("tz", ["UTC", LA])
 def test_cards(env: tuple[LiveServer, Project, Reports], tz: str) -> None:
     _, project, reports = env
     result = reports.cards(project.id, query(tz))
     assert result.cards == CARDS[tz]
-    assert (result.current.start, result.current.end) == (datetime(2025, 3, 10), datetime(2025, 3, 12))
-    assert (result.previous.start, result.previous.end) == (datetime(2025, 3, 8), datetime(2025, 3, 10))
+    # Wall-clock bounds tagged with the project's zone (RFC 3339 date-time needs the offset).
+    assert (result.current.start, result.current.end) == (at(tz, 2025, 3, 10), at(tz, 2025, 3, 12))
+    assert (result.previous.start, result.previous.end) == (at(tz, 2025, 3, 8), at(tz, 2025, 3, 10))
+    assert all(t.tzinfo == ZoneInfo(tz) for t in (result.current.start, result.previous.end))
     assert [type(c.value) for c in result.cards[:3]] == [int, int, int]
 
 
@@ -116,8 +124,9 @@ def test_daily_series(env: tuple[LiveServer, Project, Reports], tz: str, metric:
     _, project, reports = env
     result = reports.series(project.id, query(tz), metric)
     current, previous = DAILY[metric][tz]
-    assert [p.time for p in result.points] == [datetime(2025, 3, 10), datetime(2025, 3, 11)]
-    assert [p.previous_time for p in result.points] == [datetime(2025, 3, 8), datetime(2025, 3, 9)]
+    assert [p.time for p in result.points] == [at(tz, 2025, 3, 10), at(tz, 2025, 3, 11)]
+    assert [p.previous_time for p in result.points] == [at(tz, 2025, 3, 8), at(tz, 2025, 3, 9)]
+    assert {p.time.tzinfo for p in result.points} == {ZoneInfo(tz)}
     assert [p.value for p in result.points] == current
     assert [p.previous for p in result.points] == previous
 
@@ -128,8 +137,8 @@ def test_hourly_series_is_complete(env: tuple[LiveServer, Project, Reports]) -> 
     assert result.interval == "hour" and len(result.points) == 24
     assert [p.value for p in result.points] == [1 if h in (2, 10, 23) else 0 for h in range(24)]
     assert [p.previous for p in result.points] == [1 if h == 12 else 0 for h in range(24)]
-    assert result.points[5].time == datetime(2025, 3, 10, 5)
-    assert result.points[5].previous_time == datetime(2025, 3, 9, 5)
+    assert result.points[5].time == at("UTC", 2025, 3, 10, 5)
+    assert result.points[5].previous_time == at("UTC", 2025, 3, 9, 5)
 
 
 def rows(*items: tuple[Any, ...], prefix: str | None = None) -> list[TopRow]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -81,7 +82,8 @@ class Cards(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SeriesPoint(msgspec.Struct, frozen=True, kw_only=True):
-    # Bucket starts as wall-clock times in the project's zone; previous points align by index.
+    # Bucket starts as wall-clock times in the project's zone, carrying that zone (so JSON gets the
+    # offset of that instant, as RFC 3339 date-time requires); previous points align by index.
     time: datetime
     value: Number
     previous_time: datetime | None
@@ -98,6 +100,18 @@ class Series(msgspec.Struct, frozen=True, kw_only=True):
 
 # ---------------------------------------------------------------------------------------------
 # helpers shared by the overview reports
+
+
+def zoned(r: DateRange) -> DateRange:
+    """`r` with its wall-clock bounds tagged with its zone. The JSON twins document these as RFC 3339
+    date-time, which needs an offset; msgspec writes the zone's offset at each instant (DST-correct).
+    Both bounds share one tzinfo, so `end - start` stays the wall-clock difference."""
+    zone = ZoneInfo(r.timezone)
+    return DateRange(start=_at(r.start, zone), end=_at(r.end, zone), timezone=r.timezone)
+
+
+def _at(t: datetime, zone: ZoneInfo) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=zone)
 
 
 def fetch(reader: Reader, query: Query) -> list[tuple[Any, ...]]:
@@ -187,8 +201,8 @@ def cards(reader: Reader, project_id: str, q: OverviewQuery) -> Cards:
     now = totals(reader, project_id, q.period.current, q)
     before = totals(reader, project_id, q.period.previous, q)
     return Cards(
-        current=q.period.current,
-        previous=q.period.previous,
+        current=zoned(q.period.current),
+        previous=zoned(q.period.previous),
         cards=[
             Card(metric=m, value=now[m], previous=before[m], change=change(now[m], before[m]))
             for m in CARD_METRICS
@@ -200,14 +214,16 @@ def series(reader: Reader, project_id: str, q: OverviewQuery, metric: Metric) ->
     """`metric` per bucket for the period, with the previous period's bucket of the same index."""
     now = bucket_values(reader, project_id, q.period.current, q, metric)
     before = bucket_values(reader, project_id, q.period.previous, q, metric)
+    zone = ZoneInfo(q.period.current.timezone)
     points = []
     for i, (t, value) in enumerate(now):
         prev_t, prev = before[i] if i < len(before) else (None, None)
-        points.append(SeriesPoint(time=t, value=value, previous_time=prev_t, previous=prev))
+        prev_at = None if prev_t is None else _at(prev_t, zone)
+        points.append(SeriesPoint(time=_at(t, zone), value=value, previous_time=prev_at, previous=prev))
     return Series(
         metric=metric,
         interval=q.period.interval,
-        current=q.period.current,
-        previous=q.period.previous,
+        current=zoned(q.period.current),
+        previous=zoned(q.period.previous),
         points=points,
     )

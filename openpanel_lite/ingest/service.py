@@ -4,6 +4,7 @@ enrich, spool, answer. Routes are thin wrappers around `IngestService`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from openpanel_lite.ingest.client_ip import TrustedProxies, resolve_client_ip
 from openpanel_lite.ingest.pipeline import Identity, Pipeline, RequestInfo, Rows
 from openpanel_lite.ingest.profiles import NotANumber, ProfileNotFound
 from openpanel_lite.ingest.spool import SpoolUnavailable
+from openpanel_lite.ingest.spool_file import SpoolError
 from openpanel_lite.metrics import Metrics
 from openpanel_lite.storage.rows import BotEventRow
 
@@ -29,6 +31,8 @@ MAX_BODY_BYTES = 64 * 1024
 # Identical payloads from one ip+origin within this window are one event (upstream's 100 ms lock).
 DEDUP_WINDOW_S = 0.1
 RETRY_AFTER_S = 2
+# A commit that failed for another reason than a cap (lock contention, I/O error): worth a quick retry.
+COMMIT_FAILED_RETRY_AFTER_S = 1
 LegacyKind = Literal["event", "profile", "increment", "decrement"]
 
 
@@ -75,6 +79,15 @@ def _ok(ident: Identity) -> Reply:
     return Reply(200, {"deviceId": ident.device_id, "sessionId": ident.session_id})
 
 
+def _event_id(payload: schemas.Payload) -> str | None:
+    """A track event's `__eventId`, which the spool dedups durably (SDK retries), when usable."""
+    if isinstance(payload, schemas.TrackPayload):
+        event_id = payload.properties.get("__eventId")
+        if isinstance(event_id, str) and 0 < len(event_id) <= 64:
+            return event_id
+    return None
+
+
 class IngestService:
     def __init__(
         self,
@@ -92,34 +105,44 @@ class IngestService:
         self.sink = sink
         self.metrics = metrics
         self.trusted = trusted_proxies
+        # Content keys of requests that were kept, with the time each began (the 100 ms lock).
         self._recent: dict[bytes, float] = {}
+        # Content keys of requests still being processed: when each began, and whether it was kept.
+        self._inflight: dict[bytes, tuple[float, asyncio.Future[bool]]] = {}
         # Upstream's window; an attribute so tests on a slow machine can widen it.
         self.duplicate_window_s = DEDUP_WINDOW_S
 
     # ------------------------------------------------------------------------------------------
+    # upstream's 100 ms content lock (same client, body, ip and origin), in memory
 
-    def _duplicate(self, client_id: str, body: bytes, ip: str, origin: str | None) -> bytes | None:
-        """Upstream's 100 ms content lock, in memory: same client, body, ip and origin.
-
-        None when this request is a duplicate; else its key, now locked. The lock is taken before the
-        request is processed (so two identical requests racing are one event), and the caller must
-        `_unlock` it when the request is not stored (e.g. 503): a retry of a refused request is not a
-        duplicate of anything that was kept.
-        """
-        now = time.monotonic()
-        if len(self._recent) > 10_000:
-            self._recent = {k: t for k, t in self._recent.items() if now - t < self.duplicate_window_s}
-        key = hashlib.blake2b(
+    def _content_key(self, client_id: str, body: bytes, ip: str, origin: str | None) -> bytes:
+        return hashlib.blake2b(
             b"\0".join([client_id.encode(), body, ip.encode(), (origin or "").encode()])
         ).digest()
-        seen = self._recent.get(key)
-        if seen is not None and now - seen < self.duplicate_window_s:
-            return None
-        self._recent[key] = now
-        return key
 
-    def _unlock(self, key: bytes) -> None:
-        self._recent.pop(key, None)
+    async def _is_duplicate(self, key: bytes) -> bool:
+        """True when an identical request that began less than the window before this one was kept.
+
+        Only a request that was kept makes later ones duplicates: an identical request that arrives
+        while the first is still in flight waits for its outcome, and is processed itself when the
+        first was not kept (503, 500, 4xx). Answering it 200 at once would acknowledge an event that
+        may never be stored.
+        """
+        arrived = time.monotonic()
+        while True:
+            pending = self._inflight.get(key)
+            if pending is None:
+                break
+            began, kept = pending
+            if await asyncio.shield(kept) and arrived - began < self.duplicate_window_s:
+                return True
+            # Not kept (or kept too long before this one arrived): look again; another identical
+            # request may have taken over meanwhile.
+        if len(self._recent) > 10_000:
+            now = time.monotonic()
+            self._recent = {k: t for k, t in self._recent.items() if now - t < self.duplicate_window_s}
+        seen = self._recent.get(key)
+        return seen is not None and arrived - seen < self.duplicate_window_s
 
     async def _authorize(
         self, meta: RequestMeta, env: schemas.Envelope, profile_id: str | None, has_revenue: bool
@@ -220,18 +243,28 @@ class IngestService:
             bot = detect_bot(ua)
             if bot is not None:
                 return await self._bot(bot.name, bot.type, project.id, payload)
-        lock = self._duplicate(authorized.client.id, body, ip, meta.headers.get("origin"))
-        if lock is None:
+        if _event_id(payload) is not None:
+            # The spool dedups `__eventId` durably, in the same transaction as the append; the
+            # content lock would only add a way to answer 200 for a copy that failed.
+            return await self._store(authorized, ip, meta, payload, started)
+        key = self._content_key(authorized.client.id, body, ip, meta.headers.get("origin"))
+        if await self._is_duplicate(key):
             self.metrics.events_dropped_total.labels(reason="duplicate").inc()
             ident = self.pipeline.identity_for(self._request(authorized, ip, meta), {})
             return _ok(ident)
+        began = time.monotonic()
+        kept: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = (began, kept)
+        stored = False
         try:
             reply = await self._store(authorized, ip, meta, payload, started)
-        except BaseException:
-            self._unlock(lock)
-            raise
-        if reply.status != 200:
-            self._unlock(lock)
+            # 200 means stored, or a durable duplicate of a stored copy, or nothing to store.
+            stored = reply.status == 200
+        finally:
+            del self._inflight[key]
+            if stored:
+                self._recent[key] = began
+            kept.set_result(stored)
         return reply
 
     async def _store(
@@ -247,16 +280,17 @@ class IngestService:
             return Reply(404, {"status": 404, "message": "Profile not found"})
         except NotANumber:
             return Reply(400, {"status": 400, "message": "Property value is not a number"})
-        dedup_key = None
-        if isinstance(payload, schemas.TrackPayload):
-            event_id = payload.properties.get("__eventId")
-            if isinstance(event_id, str) and 0 < len(event_id) <= 64:
-                dedup_key = f"{project.id}:{event_id}"
+        event_id = _event_id(payload)
+        dedup_key = None if event_id is None else f"{project.id}:{event_id}"
         try:
             accepted = not rows or await self.sink.write(rows, dedup_key)
         except SpoolUnavailable as e:
             self.metrics.events_dropped_total.labels(reason="overloaded").inc()
             return _unavailable(e.retry_after_s)
+        except SpoolError:
+            # The commit failed and nothing was stored: the client should resend soon.
+            self.metrics.events_dropped_total.labels(reason="commit_failed").inc()
+            return _unavailable(COMMIT_FAILED_RETRY_AFTER_S)
         if not accepted:
             self.metrics.events_dropped_total.labels(reason="duplicate").inc()
             return _ok(ident)

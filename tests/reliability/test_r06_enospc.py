@@ -21,15 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import json
 import os
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import apsw
 import duckdb
 import pytest
 
@@ -305,6 +308,53 @@ def test_r06_enospc(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     enospc(tmp_path, 20)
     recoveries = checkpoint_enospc(tmp_path, 20)
     print(f"R06 checkpoint ENOSPC: 20 trials, recovered in at most {max(recoveries):.2f} s after freeing")
+
+
+def test_r06_fast_retry_after_a_refused_append_is_stored(tmp_path: Path) -> None:
+    """The short, deterministic form of the test below (default suite): the group-commit queue is
+    capped at 1 and kept full (another connection holds the spool's write lock), so an append is
+    refused after the route's shed check passed; the immediate resend of the same body (same
+    `__eventId`, as an SDK retries) must be stored and acknowledged, exactly once."""
+    from openpanel_lite import paths
+    from openpanel_lite.ingest.headers import LowerCaseHeaders
+    from openpanel_lite.ingest.service import RequestMeta
+    from tests.harness import LiveServer
+    from tests.ingest_support import Site, live_config, screen_view
+
+    server = LiveServer(live_config(tmp_path, ingest__queue_max_events=1, ingest__flush_interval_ms=60_000))
+    try:
+        site = Site(server)
+        service, spool = server.runtime.ingest.service, server.runtime.ingest.spool
+        service.duplicate_window_s = 60.0  # any resend below is inside the content lock's window
+        writer = apsw.Connection(str(paths.spool_path(server.cfg.data_dir)))
+        writer.execute("BEGIN IMMEDIATE")  # apsw, like the spool: one SQLite copy, working locks
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                held = pool.submit(site.track, screen_view("https://example.com/held"))
+                wait_for(lambda: spool.queued() == 0 and len(service._inflight) == 1, 10)  # noqa: SLF001
+                queued = pool.submit(site.track, screen_view("https://example.com/queued"))
+                wait_for(lambda: spool.queued() == 1, 10)  # the queue is at its cap
+                body = screen_view("https://example.com/refused")
+                body["payload"]["properties"]["__eventId"] = str(uuid.uuid4())
+                raw = json.dumps(body).encode()
+                headers = LowerCaseHeaders({k.lower(): v for k, v in site.headers().items()})
+                # Straight to the service: the route would shed before reading the body; this is the
+                # request that passed that check a moment before the queue filled up.
+                refused = server.call(service.track(raw, RequestMeta(peer="127.0.0.1", headers=headers)))
+                assert (refused.status, refused.headers) == (503, {"retry-after": "1"})
+                writer.execute("ROLLBACK")
+                assert held.result(30).status == 200 and queued.result(30).status == 200
+            resent = site.track(body)  # at once, well inside 100 ms of the refusal on a quiet machine
+            assert resent.status == 200, resent.text
+            assert site.track(body).status == 200  # a true retry of a stored event: kept once
+        finally:
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
+            writer.close()
+        rows = server.rows("SELECT path, count(*) FROM events WHERE name = 'screen_view' GROUP BY path")
+        assert sorted(rows) == [("/held", 1), ("/queued", 1), ("/refused", 1)]
+    finally:
+        server.stop()
 
 
 # With the long forms only (it adds ~30 s): a resend 50 ms after a 503 from a failed commit must be

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from openpanel_lite.ingest.view_times import durations_of
 from openpanel_lite.query import (
     DateRange,
     Dimension,
@@ -168,7 +169,7 @@ def seed_batch() -> WriteBatch:
         ev("s9", "u9", "screen_view", JAN1 + timedelta(days=4), "/", A),
         ev("x1", "u1", "screen_view", t1, "/", A, project_id="other", **S1),
     ]
-    return WriteBatch(events=events, sessions=sessions)
+    return WriteBatch(events=events, sessions=sessions, view_durations=durations_of(events))
 
 
 @pytest.fixture(scope="module")

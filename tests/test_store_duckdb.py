@@ -26,6 +26,7 @@ from openpanel_lite.storage.rows import (
     GroupRow,
     ProfileRow,
     SessionRow,
+    ViewDurationRow,
     WriteBatch,
 )
 
@@ -439,6 +440,7 @@ def test_delete_project_removes_it_from_every_table(store: DuckDBStore) -> None:
             profiles=[ProfileRow(id="u", project_id=project, created_at=T0, last_seen_at=T0)],
             groups=[GroupRow(id="g", project_id=project, created_at=T0)],
             bots=[BotEventRow(id=ID1, project_id=project, name="b", type="t", created_at=T0)],
+            view_durations=[ViewDurationRow(project_id=project, session_id="s", created_at=T0, duration=5)],
         )
 
     store.append(batch("gone"))

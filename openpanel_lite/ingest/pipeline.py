@@ -30,7 +30,15 @@ from openpanel_lite.ingest.schemas import (
 from openpanel_lite.ingest.sessions import SESSION_START, SessionTracker
 from openpanel_lite.ingest.useragent import UserAgentInfo, apply_overrides, parse_user_agent
 from openpanel_lite.meta.projects import Project
-from openpanel_lite.storage.rows import BotEventRow, EventRow, GroupRow, ProfileLink, ProfileRow, SessionRow
+from openpanel_lite.storage.rows import (
+    BotEventRow,
+    EventRow,
+    GroupRow,
+    ProfileLink,
+    ProfileRow,
+    SessionRow,
+    ViewDurationRow,
+)
 
 # Optional client event id (our tracker sends one): the dedup key for retries, never stored as a property.
 EVENT_ID_KEY = "__eventId"
@@ -62,10 +70,11 @@ class Rows(msgspec.Struct):
     groups: list[GroupRow] = msgspec.field(default_factory=list)
     bots: list[BotEventRow] = msgspec.field(default_factory=list)
     links: list[ProfileLink] = msgspec.field(default_factory=list)
+    durations: list[ViewDurationRow] = msgspec.field(default_factory=list)
 
     def __len__(self) -> int:
         tables = (self.events, self.sessions, self.profiles, self.groups, self.bots, self.links)
-        return sum(len(rows) for rows in tables)
+        return sum(len(rows) for rows in tables) + len(self.durations)
 
 
 class Identity(msgspec.Struct, frozen=True):
@@ -189,11 +198,13 @@ class Pipeline:
         elif ua_info.is_server:
             outcome = self.tracker.server_event(event, payload.profile_id, _ms(at))
             event = outcome.event
+            rows.durations.extend(outcome.durations)
         else:
             outcome = self.tracker.client_event(event, wall_ms)
             event = outcome.event
             rows.sessions.extend(outcome.sessions)
             rows.links.extend(outcome.links)
+            rows.durations.extend(outcome.durations)
             for extra in outcome.events:
                 rows.events.append(extra)
                 if extra.name == SESSION_START and extra.profile_id == extra.device_id:

@@ -16,7 +16,8 @@ import msgspec
 
 from openpanel_lite import ids
 from openpanel_lite.ingest import identity
-from openpanel_lite.storage.rows import EventRow, ProfileLink, SessionRow
+from openpanel_lite.ingest.view_times import ViewTimeline
+from openpanel_lite.storage.rows import EventRow, ProfileLink, SessionRow, ViewDurationRow
 
 SCREEN_VIEW = "screen_view"
 SESSION_START = "session_start"
@@ -38,6 +39,8 @@ class _Live:
     wall_ms: int
     # row.ended_at in ms, kept beside it: every request asks "is this visit live?" (datetime math is slow).
     ended_ms: int = 0
+    # Its screen views, for time on page; made at the first one.
+    views: ViewTimeline | None = None
 
     def __post_init__(self) -> None:
         self.ended_ms = _ms(self.row.ended_at)
@@ -45,6 +48,12 @@ class _Live:
     def set_row(self, row: SessionRow) -> None:
         self.row = row
         self.ended_ms = _ms(row.ended_at)
+
+    def viewed(self, event: EventRow, event_ms: int) -> list[ViewDurationRow]:
+        """Time-on-page rows for a screen_view of this session (openpanel_lite.ingest.view_times)."""
+        if self.views is None:
+            self.views = ViewTimeline(self.row.project_id, self.row.id)
+        return self.views.add(event_ms, event.origin, event.path, event.created_at)
 
 
 @dataclass(slots=True)
@@ -56,6 +65,10 @@ class SessionOutcome:
     events: list[EventRow] = field(default_factory=list)
     sessions: list[SessionRow] = field(default_factory=list)
     links: list[ProfileLink] = field(default_factory=list)
+    durations: list[ViewDurationRow] = field(default_factory=list)
+
+
+_NO_ID = ids.uuid4()
 
 
 def _ms(at: datetime) -> int:
@@ -142,7 +155,7 @@ class SessionTracker:
             event = msgspec.structs.replace(event, session_id=sid)
             new_row = self._started(event)
             out_sessions.append(new_row)
-            self._live[key] = _Live(new_row, wall_ms)
+            live = self._live[key] = _Live(new_row, wall_ms)
             out_events.append(
                 msgspec.structs.replace(
                     event,
@@ -154,7 +167,8 @@ class SessionTracker:
             )
         if event.profile_id and event.profile_id != event.device_id:
             self._by_profile[(event.project_id, event.profile_id)] = event.device_id
-        return SessionOutcome(kind, event, out_events, out_sessions, links)
+        durations = live.viewed(event, event_ms) if event.name == SCREEN_VIEW else []
+        return SessionOutcome(kind, event, out_events, out_sessions, links, durations)
 
     def server_event(self, event: EventRow, profile_id: str | None, event_ms: int) -> SessionOutcome:
         """A server-side event: attach to the profile's live browser session if there is one (§3.5)."""
@@ -174,7 +188,8 @@ class SessionTracker:
                     origin=event.origin or row.exit_origin,
                     **{k: getattr(row, k) for k in _COPIED_FROM_EVENT if not k.startswith("referrer")},
                 )
-                return SessionOutcome("attached", attached)
+                durations = live.viewed(attached, event_ms) if attached.name == SCREEN_VIEW else []
+                return SessionOutcome("attached", attached, durations=durations)
         detached = msgspec.structs.replace(event, device_id="", session_id="", profile_id=profile_id or "")
         return SessionOutcome("none", detached)
 
@@ -198,6 +213,23 @@ class SessionTracker:
                 self._live[key] = _Live(row, wall_ms)
                 if row.profile_id and row.profile_id != row.device_id:
                     self._by_profile[(row.project_id, row.profile_id)] = row.device_id
+
+    def restore_views(self, views: list[tuple[str, str, datetime, str, str]]) -> None:
+        """Load the resumed sessions' stored screen views (project_id, session_id, created_at, origin,
+        path), so the first view after a restart times the last one before it."""
+        by_session = {(live.row.project_id, live.row.id): live for live in self._live.values()}
+        for project_id, session_id, created_at, origin, path in views:
+            live = by_session.get((project_id, session_id))
+            if live is not None:
+                view = EventRow(
+                    id=_NO_ID,
+                    name=SCREEN_VIEW,
+                    project_id=project_id,
+                    origin=origin,
+                    path=path,
+                    created_at=created_at,
+                )
+                live.viewed(view, _ms(created_at))
 
     def close_all(self) -> list[EventRow]:
         ended = [self.session_end_event(live.row) for live in self._live.values()]

@@ -24,7 +24,7 @@ from openpanel_lite.ingest.profiles import ProfileBook
 from openpanel_lite.ingest.service import IngestService
 from openpanel_lite.ingest.sessions import SessionTracker
 from openpanel_lite.ingest.spool import Spool, SpoolRecord
-from openpanel_lite.ingest.state_loaders import open_sessions, profile_loader
+from openpanel_lite.ingest.state_loaders import open_sessions, profile_loader, session_views
 from openpanel_lite.ingest.writer import StoreWriter
 from openpanel_lite.meta import salts as salts_mod
 from openpanel_lite.meta.db import MetaDB
@@ -54,6 +54,7 @@ class SpoolSink:
             groups=tuple(rows.groups),
             bots=tuple(rows.bots),
             profile_links=tuple(rows.links),
+            view_durations=tuple(rows.durations),
         )
         return await self.spool.append(record, dedup_key) is not None
 
@@ -125,6 +126,8 @@ class IngestRuntime:
         now = datetime.now(UTC)
         rows = await asyncio.to_thread(open_sessions, self.store, now, self.cfg.ingest.session_timeout_ms)
         self.tracker.restore(rows, int(now.timestamp() * 1000))
+        views = await asyncio.to_thread(session_views, self.store, rows)
+        self.tracker.restore_views(views)
         if rows:
             logs.log("sessions_resumed", count=len(rows))
         self._spawn(self._reap_loop(), "session-reaper")

@@ -20,7 +20,15 @@ import msgspec
 
 from openpanel_lite.ingest.spool_file import Entry, SpoolError, SpoolFile
 from openpanel_lite.logs import log
-from openpanel_lite.storage.rows import BotEventRow, EventRow, GroupRow, ProfileLink, ProfileRow, SessionRow
+from openpanel_lite.storage.rows import (
+    BotEventRow,
+    EventRow,
+    GroupRow,
+    ProfileLink,
+    ProfileRow,
+    SessionRow,
+    ViewDurationRow,
+)
 
 GIB = 1 << 30
 DAY_MS = 86_400_000
@@ -36,9 +44,13 @@ class SpoolRecord(msgspec.Struct, frozen=True, kw_only=True):
     bots: tuple[BotEventRow, ...] = ()
     # Added after v1 records were written: the default keeps older spool files decodable.
     profile_links: tuple[ProfileLink, ...] = ()
+    view_durations: tuple[ViewDurationRow, ...] = ()
 
     def row_count(self) -> int:
-        tables = (self.events, self.profiles, self.sessions, self.groups, self.bots, self.profile_links)
+        tables = (
+            *(self.events, self.profiles, self.sessions, self.groups, self.bots),
+            *(self.profile_links, self.view_durations),
+        )
         return sum(len(rows) for rows in tables)
 
 

@@ -54,15 +54,24 @@ class ProfileErasure:
         links = tuple(
             link for link in record.profile_links if not (link.project_id == pid and link.profile_id == prof)
         )
-        if (len(events), len(session_rows), len(profiles), len(links)) == (
+        durations = tuple(
+            d for d in record.view_durations if not (d.project_id == pid and d.session_id in sessions)
+        )
+        if (len(events), len(session_rows), len(profiles), len(links), len(durations)) == (
             len(record.events),
             len(record.sessions),
             len(record.profiles),
             len(record.profile_links),
+            len(record.view_durations),
         ):
             return None
         return msgspec.structs.replace(
-            record, events=events, sessions=session_rows, profiles=profiles, profile_links=links
+            record,
+            events=events,
+            sessions=session_rows,
+            profiles=profiles,
+            profile_links=links,
+            view_durations=durations,
         )
 
 

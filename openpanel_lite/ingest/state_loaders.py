@@ -73,3 +73,24 @@ def open_sessions(store: EventStore, now: datetime, timeout_ms: int) -> list[Ses
     """
     rows = store.fetch(sql, {"since": since.replace(tzinfo=None)})
     return [msgspec.convert(_row_dict(_SESSION_COLUMNS, r), SessionRow, strict=False) for r in rows]
+
+
+def session_views(store: EventStore, sessions: list[SessionRow]) -> list[tuple[str, str, datetime, str, str]]:
+    """The stored screen views (project_id, session_id, created_at, origin, path) of resumed sessions,
+    oldest first, so that time on page carries on across a restart."""
+    if not sessions:
+        return []
+    d = store.dialect
+    since = min(s.created_at for s in sessions).astimezone(UTC).replace(tzinfo=None)
+    wanted = {(s.project_id, s.id) for s in sessions}
+    sql = f"""-- sql
+        SELECT project_id, session_id, created_at, origin, path FROM events
+        WHERE name = 'screen_view' AND created_at >= {d.param("since", ParamKind.TIMESTAMP)}
+        ORDER BY created_at
+    """
+    out: list[tuple[str, str, datetime, str, str]] = []
+    for project_id, session_id, created_at, origin, path in store.fetch(sql, {"since": since}):
+        if (project_id, session_id) in wanted:
+            at = created_at.replace(tzinfo=UTC) if created_at.tzinfo is None else created_at
+            out.append((str(project_id), str(session_id), at, str(origin), str(path)))
+    return out

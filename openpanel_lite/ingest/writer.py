@@ -25,6 +25,7 @@ from openpanel_lite.storage.rows import (
     ProfileLink,
     ProfileRow,
     SessionRow,
+    ViewDurationRow,
     WriteBatch,
 )
 
@@ -93,6 +94,7 @@ def build_batch(items: Sequence[tuple[int, SpoolRecord]]) -> WriteBatch:
     groups: list[GroupRow] = []
     bots: list[BotEventRow] = []
     links: list[ProfileLink] = []
+    durations: list[ViewDurationRow] = []
     for _, record in items:
         events.extend(record.events)
         profiles.extend(record.profiles)
@@ -100,6 +102,7 @@ def build_batch(items: Sequence[tuple[int, SpoolRecord]]) -> WriteBatch:
         groups.extend(record.groups)
         bots.extend(record.bots)
         links.extend(record.profile_links)
+        durations.extend(record.view_durations)
     return WriteBatch(
         events=events,
         profiles=profiles,
@@ -107,6 +110,7 @@ def build_batch(items: Sequence[tuple[int, SpoolRecord]]) -> WriteBatch:
         groups=groups,
         bots=bots,
         profile_links=links,
+        view_durations=durations,
         spool_watermark=items[-1][0] if items else None,
     )
 

@@ -8,8 +8,9 @@ event property.
   their origin, as `prefix`. Filters on event fields keep the sessions with a matching event.
 - Pages (path, origin): screen_view events; sessions = distinct session ids, pageviews = count.
   The pages table (path) adds, as openpanel-facts §5.7 has it:
-  - avg_duration: seconds from a view of the page to the next screen_view of the same session,
-    averaged over the views that have a next one (Metric.AVG_TIME_ON_PAGE; None when none has);
+  - avg_duration: seconds from a view of the page to the next screen_view of the same session
+    (even one after the range), averaged over the views that have a next one (Metric.AVG_TIME_ON_PAGE,
+    from the rows ingest writes when the next view arrives; None when none has);
   - bounce_rate: of the sessions that started in the range on this page (its entry page, same
     origin), the percent that bounced; None when no session entered there. It counts entries, so
     its sessions are not the table's `sessions` (every session that viewed the page).

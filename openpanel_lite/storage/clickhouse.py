@@ -364,6 +364,12 @@ class ClickHouseStore:
                     all_params,
                     **_MUTATION,
                 )
+            # Time-on-page rows name no profile, only its sessions (not counted: they are not events).
+            where = "project_id = {j:String} AND has({s:Array(String)}, session_id)"
+            data = quote(self.layout.data_table("view_durations"))
+            self._command(
+                f"ALTER TABLE {data}{self.layout.on_cluster} DELETE WHERE {where}", all_params, **_MUTATION
+            )
             return deleted
 
     # ---------------------------------------------------------------- bulk copy (migrate-events)

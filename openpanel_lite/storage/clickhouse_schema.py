@@ -48,7 +48,13 @@ ENGINES: dict[str, Engine] = {
     ),
     "groups": Engine("ReplacingMergeTree", "version, deleted", "", "(project_id, id)"),
     "events_bots": Engine("MergeTree", "", "toYYYYMM(created_at)", "(project_id, created_at)"),
+    # Signed time-on-page rows; read summed by page over a range, never collapsed by merges.
+    "view_durations": Engine(
+        "MergeTree", "", "toYYYYMM(created_at)", "(project_id, toDate(created_at), origin, path)"
+    ),
 }
+# Migration 1's tables; later tables come with migrations of their own.
+_FIRST_TABLES: Final = ("events", "profiles", "sessions", "groups", "events_bots")
 
 # Bookkeeping tables (not in columns.py): one row per node per written batch, the spool batches a
 # node has started, and the applied migrations.
@@ -127,13 +133,17 @@ def migrations_table(layout: Layout) -> list[str]:
     return _create(layout, MIGRATIONS_TABLE, MIGRATIONS_COLUMNS, Engine("MergeTree", "", "", "version"))
 
 
+def _data_table(layout: Layout, table: str) -> list[str]:
+    columns = _column_list(table) + f",\n    {quote(BATCH_COLUMN)} UInt64 DEFAULT 0"
+    window = f"non_replicated_deduplication_window = {DEDUP_WINDOW}"
+    settings = window if not layout.cluster else f"replicated_deduplication_window = {DEDUP_WINDOW}"
+    return _create(layout, table, columns, ENGINES[table], settings)
+
+
 def _tables(layout: Layout) -> list[str]:
     out: list[str] = []
-    for table in TABLES:
-        columns = _column_list(table) + f",\n    {quote(BATCH_COLUMN)} UInt64 DEFAULT 0"
-        window = f"non_replicated_deduplication_window = {DEDUP_WINDOW}"
-        settings = window if not layout.cluster else f"replicated_deduplication_window = {DEDUP_WINDOW}"
-        out += _create(layout, table, columns, ENGINES[table], settings)
+    for table in _FIRST_TABLES:
+        out += _data_table(layout, table)
     for table, (columns, engine) in _BOOKKEEPING.items():
         out += _create(layout, table, "    " + columns.replace(", ", ",\n    "), engine)
     return out
@@ -176,6 +186,27 @@ def _rollups(layout: Layout) -> list[str]:
     return out
 
 
+def _view_durations(layout: Layout) -> list[str]:
+    """The time-on-page table, filled for views stored before it existed: each view's time to the
+    first later view of its session (views at the same millisecond share it), as ingest does now."""
+    cols = ", ".join(quote(c.name) for c in TABLES["view_durations"])
+    backfill = (
+        f"INSERT INTO {quote('view_durations')} ({cols})\n"
+        "SELECT project_id, session_id, origin, path, created_at, toUInt64(next_ms - at_ms), toInt8(1)\n"
+        "FROM (\n"
+        "    SELECT project_id, session_id, origin, path, created_at,\n"
+        "        toUnixTimestamp64Milli(created_at) AS at_ms,\n"
+        "        min(at_ms) OVER (PARTITION BY project_id, session_id ORDER BY at_ms\n"
+        "            RANGE BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS next_ms\n"
+        "    FROM events WHERE name = 'screen_view' AND session_id != ''\n"
+        ") WHERE next_ms IS NOT NULL AND next_ms > at_ms"
+    )
+    # Emptied first so that a migration cut short between the insert and its record runs again cleanly
+    # (it runs before ingest starts, so the table holds nothing else).
+    empty = f"TRUNCATE TABLE IF EXISTS {quote(layout.data_table('view_durations'))}{layout.on_cluster}"
+    return [*_data_table(layout, "view_durations"), empty, backfill]
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -186,4 +217,5 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables", _tables),
     Migration(2, "daily_hourly_rollups", _rollups),
+    Migration(3, "view_durations", _view_durations),
 )

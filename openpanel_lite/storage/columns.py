@@ -160,12 +160,21 @@ EVENTS_BOTS: tuple[Column, ...] = (
     Column("created_at", _L.TIMESTAMP),
 )
 
+# Time on page (rows.ViewDurationRow): signed rows, aggregated with sum(sign * duration) / sum(sign).
+VIEW_DURATIONS: tuple[Column, ...] = (
+    *_cols("project_id session_id origin path"),
+    Column("created_at", _L.TIMESTAMP),
+    Column("duration", _L.UINT64),
+    Column("sign", _L.INT8),
+)
+
 TABLES: dict[str, tuple[Column, ...]] = {
     "events": EVENTS,
     "profiles": PROFILES,
     "sessions": SESSIONS,
     "groups": GROUPS,
     "events_bots": EVENTS_BOTS,
+    "view_durations": VIEW_DURATIONS,
 }
 
 

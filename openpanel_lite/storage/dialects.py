@@ -71,16 +71,6 @@ class Dialect:
     int_div: str  # {a} {b}
     # A UUID column as a sort key that orders like its text (ClickHouse sorts UUIDs by their halves).
     uuid_order: str  # {expr}
-    # The smallest {value} (an integer) of its partition that is greater than this row's, NULL when
-    # there is none. Rows with equal values get the same answer, so no tie-break is needed for both
-    # engines to agree (lead() would need one: a UUID sort cost a third more on 10M events).
-    next_greater: str  # {value} {partition}
-    # A timestamp as milliseconds since the epoch (an integer).
-    epoch_ms: str  # {ts}
-    # Time on page (storage/sql.py): a window over (session, ms) joined back to the events, or a
-    # window carrying the events' columns. Same results; on 10M events the join is faster in DuckDB
-    # (the wide window spills under its memory limit), the wide window in ClickHouse.
-    next_view_join: bool
 
     def param(self, name: str, kind: ParamKind) -> str:
         return self.placeholder.format(name=name, type=self.param_types[kind])
@@ -133,12 +123,6 @@ DUCKDB = Dialect(
     to_number=f"CASE WHEN regexp_matches({{expr}}, '{NUMBER_PATTERN}') THEN TRY_CAST({{expr}} AS DOUBLE) END",
     int_div="({a}) // ({b})",
     uuid_order="{expr}",
-    next_greater=(
-        "min({value}) OVER (PARTITION BY {partition} ORDER BY {value} "
-        "RANGE BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)"
-    ),
-    epoch_ms="epoch_ms({ts})",
-    next_view_join=True,
 )
 
 # Results come back as naive datetimes holding the bucket's wall-clock time, as DuckDB's do: the
@@ -184,13 +168,6 @@ CLICKHOUSE = Dialect(
     to_number=f"if(match({{expr}}, '{NUMBER_PATTERN}'), toFloat64OrNull(trimBoth({{expr}})), NULL)",
     int_div="intDiv({a}, {b})",
     uuid_order="toString({expr})",
-    # minOrNull: over an empty frame plain min() gives 0 unless aggregate_functions_null_for_empty.
-    next_greater=(
-        "minOrNull({value}) OVER (PARTITION BY {partition} ORDER BY {value} "
-        "RANGE BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)"
-    ),
-    epoch_ms="toUnixTimestamp64Milli({ts})",
-    next_view_join=False,
 )
 
 DIALECTS: dict[str, Dialect] = {"duckdb": DUCKDB, "clickhouse": CLICKHOUSE}

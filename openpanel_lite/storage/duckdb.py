@@ -69,6 +69,8 @@ _ERASE_SQL: Final = (
        AND (profile_id = $profile_id OR id IN (SELECT id FROM _erase_sessions))""",
     "DELETE FROM profiles WHERE project_id = $project_id AND id = $profile_id",
 )
+_ERASE_VIEW_DURATIONS_SQL: Final = """DELETE FROM view_durations WHERE project_id = $project_id
+    AND session_id IN (SELECT id FROM _erase_sessions)"""
 # What DuckDB raises when the WAL cannot be replayed (checksum or structure); a truncated tail is
 # ignored by DuckDB itself. Matched on the message: 2.x has no dedicated exception class for it.
 _WAL_REPLAY_FAILED = "replaying WAL"
@@ -332,6 +334,8 @@ class DuckDBStore:
                 deleted = 0
                 for statement in _ERASE_SQL:
                     deleted += int(con.execute(statement, params).fetchall()[0][0])
+                # Time-on-page rows name no profile, only its sessions (not counted: they are not events).
+                con.execute(_ERASE_VIEW_DURATIONS_SQL, {"project_id": project_id})
                 con.execute("DROP TABLE _erase_sessions")
                 con.commit()
             except BaseException:

@@ -125,6 +125,25 @@ class BotEventRow(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
+class ViewDurationRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A page view's time on page: milliseconds from a screen_view to the next later screen_view of
+    its session (upstream stores it in the view's `duration`, holding each view back until the next
+    one arrives; this store writes every view at once and adds this row when the next is known).
+
+    sign=-1 cancels an earlier row when an out-of-order view lands between two known ones; readers
+    aggregate with sum(sign * duration) / sum(sign).
+    """
+
+    project_id: str
+    session_id: str
+    origin: str = ""
+    path: str = ""
+    # The view's own time (the row belongs to the range the view is in).
+    created_at: datetime
+    duration: int
+    sign: int = 1
+
+
 class ProfileLink(msgspec.Struct, frozen=True, kw_only=True):
     """A visitor identified mid-visit: the session's earlier anonymous events get the profile id.
 
@@ -154,6 +173,7 @@ class WriteBatch(msgspec.Struct, frozen=True, kw_only=True):
     sessions: Sequence[SessionRow] = ()
     groups: Sequence[GroupRow] = ()
     bots: Sequence[BotEventRow] = ()
+    view_durations: Sequence[ViewDurationRow] = ()
     # Applied after the rows are inserted, in the same transaction, so rows of this batch are covered.
     profile_links: Sequence[ProfileLink] = ()
     spool_watermark: int | None = None
@@ -166,6 +186,7 @@ class WriteBatch(msgspec.Struct, frozen=True, kw_only=True):
             "sessions": self.sessions,
             "groups": self.groups,
             "events_bots": self.bots,
+            "view_durations": self.view_durations,
         }
 
     def row_count(self) -> int:
@@ -178,4 +199,5 @@ ROW_TYPES: dict[str, type[msgspec.Struct]] = {
     "sessions": SessionRow,
     "groups": GroupRow,
     "events_bots": BotEventRow,
+    "view_durations": ViewDurationRow,
 }

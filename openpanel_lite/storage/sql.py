@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from openpanel_lite.query import (
     Dimension,
     Filter,
+    FilterOperator,
     FilterValue,
     Grain,
     Metric,
@@ -104,22 +105,29 @@ def compile_query(q: Query, dialect: Dialect) -> tuple[str, dict[str, object]]:
     grain = choose_grain(q)
     dims = [f"d{i}" for i in range(len(q.dimensions))]
     ctes: list[tuple[str, str]] = [("base", _base(q, grain, params))]
+    timed = grain is Grain.EVENTS and any(METRICS[m].needs_view_durations for m in q.metrics)
+    if timed:
+        ctes.append(("base_v", _view_base(q, params)))
     if grain is Grain.EVENTS and any(METRICS[m].needs_sessions for m in q.metrics):
         ctes.append(("session_rollup", _session_rollup(params)))
     order = _order(q)
     source = "base"
     if q.interval is not None and dims and q.limit is not None:
         # Series of the top N dimension values: rank them over the whole range first.
-        rank_ctes, rank_select = _aggregate("base", dims, grain, q, "rank_", params.dialect)
+        rank_ctes, rank_select = _aggregate(("base", "base_v"), dims, grain, q, "rank_", params.dialect)
         ctes += rank_ctes
         top = (
             f"SELECT {', '.join(dims)} FROM (\n{rank_select}\n) AS ranked\nORDER BY {', '.join(order + dims)}"
         )
         ctes.append(("top_keys", top + _limit(q, params)))
         ctes.append(("base_top", f"SELECT base.* FROM base JOIN top_keys USING ({', '.join(dims)})"))
+        if timed:
+            top_views = f"SELECT base_v.* FROM base_v JOIN top_keys USING ({', '.join(dims)})"
+            ctes.append(("base_v_top", top_views))
         source = "base_top"
     keys = dims + (["t"] if q.interval is not None else [])
-    agg_ctes, select = _aggregate(source, keys, grain, q, "", params.dialect)
+    sources = (source, "base_v_top" if source == "base_top" else "base_v")
+    agg_ctes, select = _aggregate(sources, keys, grain, q, "", params.dialect)
     ctes += agg_ctes
     if q.interval is not None:
         select += f"\nORDER BY {', '.join(keys)}"
@@ -172,14 +180,7 @@ def _base(q: Query, grain: Grain, params: _Params) -> str:
     alias, table = ("s", "sessions") if grain is Grain.SESSIONS else ("e", "events")
     select = [f"{_field_sql(dim, grain, params)} AS d{i}" for i, dim in enumerate(q.dimensions)]
     if q.interval is not None:
-        if q.range.timezone in _UTC_ZONES:
-            # Stored times are UTC already: a per-row conversion would double the series query's cost.
-            local = f"{alias}.created_at"
-        else:
-            local = d.to_local_time.format(
-                ts=f"{alias}.created_at", tz=params.bind(q.range.timezone, ParamKind.STRING, "tz")
-            )
-        select.append(f"{d.time_bucket[q.interval].format(ts=local)} AS t")
+        select.append(f"{_local_bucket(q, f'{alias}.created_at', params)} AS t")
     if grain is Grain.SESSIONS:
         needed = "sign profile_id is_bounce duration screen_view_count event_count revenue"
     else:
@@ -194,17 +195,6 @@ def _base(q: Query, grain: Grain, params: _Params) -> str:
     ]
     where = list(bounds)
     source = f"{table} AS {alias}"
-    if grain is Grain.EVENTS and any(METRICS[m].needs_next_view for m in q.metrics) and d.next_view_join:
-        source = f"events AS e LEFT JOIN {_next_views(d, bounds)} AS nv\n  ON " + _NEXT_VIEW_ON.format(
-            at=d.epoch_ms.format(ts="e.created_at")
-        )
-        select.append("CASE WHEN e.name = 'screen_view' THEN nv.view_ms END AS view_ms")
-    elif grain is Grain.EVENTS and any(METRICS[m].needs_next_view for m in q.metrics):
-        fields = [*q.dimensions, *(f.field for f in q.filters)]
-        used = {_column(f, Grain.EVENTS) for f in fields}
-        columns = {c if isinstance(c, str) else "properties" for c in used if c is not None}
-        source = _with_next_view(d, bounds, columns | set(needed.split())) + " AS e"
-        select.append("e.view_ms")
     other_grain: list[Filter] = []
     for f in q.filters:
         if _column(f.field, grain) is None:
@@ -231,40 +221,70 @@ def _base(q: Query, grain: Grain, params: _Params) -> str:
     return f"SELECT {', '.join(select)}\nFROM {source}\nWHERE " + "\n  AND ".join(where)
 
 
-_NEXT_VIEW_ON = "nv.session_id = e.session_id AND nv.at = {at}"
+def _local_bucket(q: Query, ts: str, params: _Params) -> str:
+    """The interval bucket of timestamp `ts` in the query's time zone."""
+    assert q.interval is not None
+    d = params.dialect
+    if q.range.timezone in _UTC_ZONES:
+        local = ts  # stored times are UTC already: a per-row conversion would double the cost
+    else:
+        local = d.to_local_time.format(ts=ts, tz=params.bind(q.range.timezone, ParamKind.STRING, "tz"))
+    return d.time_bucket[q.interval].format(ts=local)
 
 
-def _next_views(d: Dialect, bounds: list[str]) -> str:
-    """(session_id, at, view_ms) per distinct millisecond `at` of a screen view in the range:
-    view_ms is the time to the session's next later screen view, NULL after its last one.
+# Event columns the time-on-page table has too.
+_VIEW_COLUMNS = frozenset({"path", "origin"})
 
-    The window runs over the range's screen views before the query's filters: a page's time is up
-    to the session's next screen view whatever page that is. It reads two narrow columns (a window
-    carrying each view's page spilled to disk under DuckDB's 256 MiB on 10M events), and "next"
-    is the first view at a later millisecond, so views at the same millisecond share it and no
-    tie-break is needed for the engines to agree.
+
+def _view_base(q: Query, params: _Params) -> str:
+    """The range's time-on-page rows (storage/rows.py ViewDurationRow) keyed as _base keys events,
+    for Metric.AVG_TIME_ON_PAGE: sum(sign * duration) / sum(sign) per key.
+
+    Filters on path and origin apply to the rows directly; a filter on any other event field keeps the
+    rows whose view matches it, and a session field the rows of matching sessions. name = 'screen_view'
+    holds for every row.
     """
-    at = d.epoch_ms.format(ts="e.created_at")
-    views = (
-        f"SELECT DISTINCT e.session_id, {at} AS at FROM events AS e\n"
-        f"WHERE {' AND '.join(bounds)} AND e.name = 'screen_view' AND e.session_id <> ''"
-    )
-    ms = f"{d.next_greater.format(value='v.at', partition='v.session_id')} - v.at"
-    return f"(SELECT v.session_id, v.at, {ms} AS view_ms FROM (\n{views}\n) AS v)"
+    d = params.dialect
+    select = []
+    for i, dim in enumerate(q.dimensions):
+        column = _column(dim, Grain.EVENTS)
+        if not (isinstance(column, str) and column in _VIEW_COLUMNS):
+            raise QueryError(f"metrics: {Metric.AVG_TIME_ON_PAGE} cannot be grouped by {_name(dim)}")
+        select.append(f"v.{column} AS d{i}")
+    if q.interval is not None:
+        select.append(f"{_local_bucket(q, 'v.created_at', params)} AS t")
+    select += ["v.sign", "v.duration"]
+    project, start, end = (d.param(n, k) for n, k in _BOUNDS)
+    where = [f"v.project_id = {project}", f"v.created_at >= {start}", f"v.created_at < {end}"]
+    on_views: list[str] = []
+    on_sessions: list[str] = []
+    for f in q.filters:
+        column = _column(f.field, Grain.EVENTS)
+        if isinstance(column, str) and column in _VIEW_COLUMNS:
+            where.append(_filter_sql(f, f"v.{column}", params))
+        elif f.field is Dimension.NAME and f.operator is FilterOperator.IS and set(f.values) == {_VIEW}:
+            continue
+        elif column is not None:
+            on_views.append(_filter_sql(f, _field_sql(f.field, Grain.EVENTS, params), params))
+        else:
+            on_sessions.append(_filter_sql(f, _field_sql(f.field, Grain.SESSIONS, params), params))
+    if on_views:
+        where.append(
+            "(v.session_id, v.created_at, v.path) IN (SELECT e.session_id, e.created_at, e.path "
+            f"FROM events AS e WHERE e.project_id = {project} AND e.created_at >= {start} AND "
+            f"e.created_at < {end} AND e.name = '{_VIEW}' AND " + " AND ".join(on_views) + ")"
+        )
+    if on_sessions:
+        where.append(
+            f"v.session_id IN (SELECT s.id FROM sessions AS s WHERE s.project_id = {project} AND "
+            + " AND ".join(on_sessions)
+            + " GROUP BY s.id HAVING sum(s.sign) > 0)"
+        )
+    return f"SELECT {', '.join(select)}\nFROM view_durations AS v\nWHERE " + "\n  AND ".join(where)
 
 
-def _with_next_view(d: Dialect, bounds: list[str], columns: set[str]) -> str:
-    """The range's events (`columns` of them) with view_ms, as _next_views defines it, computed by a
-    window that carries the columns along (the ClickHouse form: faster there than the join)."""
-    cols = ", ".join(f"e.{c}" for c in sorted(columns | {"id", "project_id", "created_at"}))
-    at = d.epoch_ms.format(ts="e.created_at")
-    ms = f"{d.next_greater.format(value=at, partition='e.session_id')} - {at}"
-    where = " AND ".join(bounds)
-    view = "e.name = 'screen_view' AND e.session_id <> ''"
-    return (
-        f"(SELECT {cols}, {ms} AS view_ms FROM events AS e WHERE {where} AND {view}\n"
-        f"UNION ALL\nSELECT {cols}, NULL AS view_ms FROM events AS e WHERE {where} AND NOT ({view}))"
-    )
+_VIEW = "screen_view"
+_BOUNDS = (("project_id", ParamKind.STRING), ("start", ParamKind.TIMESTAMP), ("end", ParamKind.TIMESTAMP))
 
 
 def _session_rollup(params: _Params) -> str:
@@ -279,9 +299,11 @@ def _session_rollup(params: _Params) -> str:
 
 
 def _aggregate(
-    source: str, keys: Sequence[str], grain: Grain, q: Query, prefix: str, d: Dialect
+    sources: tuple[str, str], keys: Sequence[str], grain: Grain, q: Query, prefix: str, d: Dialect
 ) -> tuple[list[tuple[str, str]], str]:
-    """(extra CTEs, SELECT) computing q's metrics as m0… per `keys` over the `source` rows."""
+    """(extra CTEs, SELECT) computing q's metrics as m0… per `keys` over the rows of sources[0]
+    (and the time-on-page rows of sources[1] when a metric needs them)."""
+    source, view_source = sources
     key_list = "".join(f"{k}, " for k in keys)
     group = f"\nGROUP BY {', '.join(keys)}" if keys else ""
     if grain is Grain.SESSIONS:
@@ -318,6 +340,13 @@ def _aggregate(
             )
         )
         join = f"LEFT JOIN {prefix}agg_s USING ({', '.join(keys)})" if keys else f"CROSS JOIN {prefix}agg_s"
+        joined += f" {join}"
+    if any(METRICS[m].needs_view_durations for m in q.metrics):
+        view_time = (
+            "coalesce(sum(sign * duration), 0) AS e_view_time, coalesce(sum(sign), 0) AS e_timed_views"
+        )
+        ctes.append((f"{prefix}agg_v", f"SELECT {key_list}{view_time}\nFROM {view_source}{group}"))
+        join = f"LEFT JOIN {prefix}agg_v USING ({', '.join(keys)})" if keys else f"CROSS JOIN {prefix}agg_v"
         joined += f" {join}"
     metrics = ", ".join(f"{METRICS[m].events(d)} AS m{i}" for i, m in enumerate(q.metrics))
     return ctes, f"SELECT {key_list}{metrics}\nFROM {joined}"

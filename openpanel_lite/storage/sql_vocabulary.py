@@ -85,9 +85,9 @@ class MetricSql:
     # Over the event aggregates e_* and, when `needs_sessions`, the session roll-up s_*.
     events: Callable[[Dialect], str]
     needs_sessions: bool = False
-    # The base rows carry view_ms: for a screen_view, the milliseconds to the next screen_view of
-    # its session (NULL for the last one), from a window over every screen view of the range.
-    needs_next_view: bool = False
+    # Reads e_view_time / e_timed_views, summed from the time-on-page rows of the range's views
+    # (storage/rows.py ViewDurationRow) grouped like the events.
+    needs_view_durations: bool = False
 
 
 METRICS: dict[Metric, MetricSql] = {
@@ -134,7 +134,7 @@ METRICS: dict[Metric, MetricSql] = {
     Metric.AVG_TIME_ON_PAGE: MetricSql(
         None,
         lambda d: _ratio(d, "e_view_time", "e_timed_views") + " / 1000",
-        needs_next_view=True,
+        needs_view_durations=True,
     ),
 }
 
@@ -148,8 +148,6 @@ _EVENT_AGGREGATES: tuple[tuple[str, Callable[[Dialect], str]], ...] = (
         lambda d: "coalesce({}, 0)".format(d.sum_if.format(expr="revenue", cond="name = 'revenue'")),
     ),
     ("e_events", lambda d: d.count_if.format(cond="name NOT IN ('session_start', 'session_end')")),
-    ("e_view_time", lambda d: "sum(view_ms)"),
-    ("e_timed_views", lambda d: "count(view_ms)"),
 )
 
 

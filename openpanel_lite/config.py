@@ -96,6 +96,11 @@ class IngestConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     # Free disk below max(min_free_disk_mb, min_free_disk_ratio of the disk) → 503 before the disk fills.
     min_free_disk_mb: int = 1024
     min_free_disk_ratio: float = 0.10
+    # Event-loop lag (ms) above which ingest routes answer 503 before reading the body; 0 disables.
+    shed_loop_lag_ms: int = 200
+    # Ingest requests processed at once; more wait (body unread) up to max_waiting_requests, then 503.
+    max_inflight_requests: int = 64
+    max_waiting_requests: int = 4096
 
 
 class GeoIPConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -332,6 +337,7 @@ def validate(cfg: Config) -> None:
         ("queue_max_events", ing.queue_max_events),
         ("session_timeout_ms", ing.session_timeout_ms),
         ("spool_max_mb", ing.spool_max_mb),
+        ("max_inflight_requests", ing.max_inflight_requests),
     ):
         if value <= 0:
             raise ConfigError(f"ingest.{key}: must be positive, got {value}")
@@ -339,6 +345,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("ingest.spool_commit_window_ms: must be between 0 and 100")
     if ing.min_free_disk_mb < 0:
         raise ConfigError("ingest.min_free_disk_mb: must be >= 0")
+    if ing.shed_loop_lag_ms < 0:
+        raise ConfigError("ingest.shed_loop_lag_ms: must be >= 0")
+    if ing.max_waiting_requests < 0:
+        raise ConfigError("ingest.max_waiting_requests: must be >= 0")
     if not 0 <= ing.min_free_disk_ratio < 1:
         raise ConfigError(f"ingest.min_free_disk_ratio: must be in [0, 1), got {ing.min_free_disk_ratio}")
     if cfg.geoip.cache_size < 0:

@@ -47,6 +47,23 @@ class Metrics:
             "Failed batch writes to the event store",
             registry=self.registry,
         )
+        self.ingest_shed_total = Counter(
+            "openpanel_ingest_shed_total",
+            "Ingest requests answered 503 before their body was read, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.event_loop_lag = Gauge(
+            "openpanel_event_loop_lag_seconds",
+            "How late the event loop ran its last lag probe",
+            registry=self.registry,
+        )
+        self.ingest_inflight = Gauge(
+            "openpanel_ingest_requests",
+            "Ingest requests being processed or waiting for a slot",
+            ["state"],
+            registry=self.registry,
+        )
         self._queue_probes: dict[str, Callable[[], int]] = {}
         # labels() takes a lock and builds a tuple per call; this is on the /track path.
         self._event_counters: dict[tuple[str, str], Counter] = {}

@@ -6,6 +6,7 @@ Real in-process servers on 127.0.0.1 (tests.harness.LiveServer), real spool and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -15,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import apsw
+import msgspec
 import pytest
 
 from openpanel_lite import paths
+from openpanel_lite.ingest.fastpath import TrackFastPath
 from tests.harness import HttpReply, LiveServer
 from tests.ingest_support import Site, live_config, screen_view
 
@@ -144,3 +147,109 @@ def test_event_id_requests_skip_the_content_lock_and_are_deduped_by_the_spool(
     assert [r.status for r in replies] == [200] * 6
     assert service._recent == {}  # noqa: SLF001 - the in-memory lock was never taken
     assert _paths(server, "/with-id") == ["/with-id"]  # the spool kept one copy
+
+
+# ------------------------------------------------------------------------------------------------
+# criterion 2: overload — loop-lag shedding, the in-flight gate, /healthz on the raw ASGI front
+
+
+def test_loop_lag_above_the_threshold_sheds_ingest_before_the_body_is_read(server: LiveServer) -> None:
+    """The fast path's own lag monitor on the server's loop: after a 300 ms stall (threshold 200 ms)
+    /track answers 503 + Retry-After without reading the body; once the loop keeps time again, 200."""
+    site = Site(server)
+    raw = json.dumps(screen_view("https://example.com/lag")).encode()
+    headers = [(k.lower().encode(), v.encode()) for k, v in site.headers().items()]
+    headers.append((b"content-type", b"application/json"))
+    front = TrackFastPath(None, server.runtime)
+    assert front.shed_lag_s == 0.2  # the default ingest.shed_loop_lag_ms
+
+    async def call() -> tuple[int, dict[bytes, bytes], int]:
+        reads = 0
+        started: dict[str, Any] = {}
+
+        async def receive() -> dict[str, Any]:
+            nonlocal reads
+            reads += 1
+            return {"type": "http.request", "body": raw, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                started.update(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/track", "headers": headers}
+        await front({**scope, "client": ("127.0.0.1", 5000)}, receive, send)
+        return started["status"], dict(started["headers"]), reads
+
+    async def scenario() -> list[tuple[int, dict[bytes, bytes], int]]:
+        front.lag.start(asyncio.get_running_loop())
+        await asyncio.sleep(0.1)
+        before = await call()
+        time.sleep(0.3)  # the loop stalls (what a long synchronous call or a huge burst does)
+        await asyncio.sleep(0.005)  # the overdue probe runs first and records the lateness
+        during = await call()
+        await asyncio.sleep(0.1)  # probes on time again
+        after = await call()
+        front.lag.stop()
+        return [before, during, after]
+
+    before, during, after = server.call(scenario())
+    assert (before[0], before[2]) == (200, 1)
+    assert (during[0], during[1][b"retry-after"], during[2]) == (503, b"1", 0)  # body never read
+    assert (after[0], after[2]) == (200, 1)
+    text = server.runtime.metrics.render().decode()
+    assert 'openpanel_ingest_shed_total{reason="loop_lag"} 1.0' in text
+    assert _paths(server, "/lag") == ["/lag", "/lag"]
+
+
+def test_gate_holds_extra_requests_unread_and_sheds_beyond_the_waiting_room(tmp_path: Path) -> None:
+    """One request in flight (its commit held), one waiting, the third answered 503 + Retry-After at
+    once; /healthz and /metrics answer meanwhile; the two kept requests are stored."""
+    srv = LiveServer(
+        live_config(
+            tmp_path,
+            ingest__max_inflight_requests=1,
+            ingest__max_waiting_requests=1,
+            ingest__flush_interval_ms=60_000,
+        )
+    )
+    try:
+        site = Site(srv)
+        lock = _SpoolWriteLock(srv)
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                first = pool.submit(site.track, screen_view("https://example.com/gate-1"))
+                _wait(lambda: len(srv.runtime.ingest.service._inflight) == 1)  # noqa: SLF001
+                second = pool.submit(site.track, screen_view("https://example.com/gate-2"))
+                _wait(lambda: 'state="waiting"} 1.0' in srv.runtime.metrics.render().decode())
+                began = time.monotonic()
+                shed = site.track(screen_view("https://example.com/gate-3"))
+                assert (shed.status, shed.headers.get("retry-after")) == (503, "2")
+                assert shed.headers["access-control-allow-origin"] == "*"
+                legacy = srv.request("POST", "/event", {"name": "x"}, site.headers())
+                assert (legacy.status, legacy.headers.get("retry-after")) == (503, "2")
+                health = srv.request("GET", "/healthz")
+                assert health.status == 200 and health.json()["status"] == "ok"
+                assert health.headers["content-type"] == "application/json"
+                # Answered while ingest is stuck (generous: 2 cores shared with another suite).
+                assert time.monotonic() - began < 3.0
+                assert not first.done() and not second.done()
+                lock.release()
+                assert first.result(30).status == 200 and second.result(30).status == 200
+        finally:
+            lock.release()
+        text = srv.request("GET", "/metrics").text
+        assert 'openpanel_ingest_shed_total{reason="busy"} 2.0' in text
+        assert 'openpanel_ingest_requests{state="processing"} 0.0' in text
+        assert _paths(srv, "/gate") == ["/gate-1", "/gate-2"]
+    finally:
+        srv.stop()
+
+
+def test_healthz_front_answer_is_the_routes_answer(server: LiveServer) -> None:
+    reply = server.request("GET", "/healthz")
+    assert reply.status == 200
+    assert reply.json() == json.loads(msgspec.json.encode(server.runtime.health()))
+    assert set(reply.json()) == {"status", "meta", "store", "queues", "failed"}
+    # The schema still documents it (the Litestar route stays, for the schema and apps without the front).
+    schema = server.request("GET", "/schema/openapi.json").json()
+    assert "/healthz" in schema["paths"]

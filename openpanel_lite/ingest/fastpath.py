@@ -3,10 +3,17 @@
 Measured (docs/benchmarks.md): Litestar's routing, dependency injection and Request/Response objects
 cost more than the ingest work itself on this route. Every other request, `OPTIONS /track` included,
 goes to Litestar, which also keeps documenting `/track` in the OpenAPI schema.
+
+Overload (reliability §0 item 4, R08) is handled here too, before any body is read: ingest requests
+(`/track` and the legacy routes) get 503 + Retry-After while the event loop lags, at most
+`max_inflight_requests` of them are processed at once (the rest wait, unread, so the loop never
+holds more ingest work than that), and `/healthz` is answered here, ahead of Litestar.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -15,6 +22,7 @@ import msgspec
 from openpanel_lite import logs
 from openpanel_lite.ingest.headers import LowerCaseHeaders
 from openpanel_lite.ingest.service import MAX_BODY_BYTES, Reply, RequestMeta
+from openpanel_lite.ops import HealthAnswer, LoopLagMonitor
 from openpanel_lite.runtime import Runtime
 
 Scope = MutableMapping[str, Any]
@@ -27,6 +35,56 @@ _CORS = [(b"access-control-allow-origin", b"*"), (b"vary", b"Origin")]
 _JSON = b"application/json"
 _TEXT = b"text/plain; charset=utf-8"
 _encode = msgspec.json.Encoder().encode
+# The deprecated v0 ingest routes: shed and gated here, then handled by Litestar.
+LEGACY_INGEST = frozenset({"/event", "/profile", "/profile/increment", "/profile/decrement"})
+LAG_RETRY_AFTER_S = 1
+BUSY_RETRY_AFTER_S = 2
+
+
+class IngestGate:
+    """At most `limit` ingest requests at once; up to `max_waiting` more wait in arrival order.
+
+    Waiting requests cost a parked future each: their bodies stay unread in the server, and the loop
+    is not woken for them until a slot frees, so a burst of completions never brings more than
+    `limit` requests' work into one loop iteration.
+    """
+
+    def __init__(self, limit: int, max_waiting: int) -> None:
+        self.limit = limit
+        self.max_waiting = max_waiting
+        self.inflight = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    async def acquire(self) -> bool:
+        """True once a slot is held (the caller must `release`); False when too many already wait."""
+        if self.inflight < self.limit and not self._waiting:
+            self.inflight += 1
+            return True
+        if len(self._waiting) >= self.max_waiting:
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was handed over just before the cancellation
+            else:
+                self._waiting.remove(waiter)
+            raise
+        return True  # `release` handed its slot over: `inflight` already counts this request
+
+    def release(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.inflight -= 1
 
 
 class TrackFastPath:
@@ -34,12 +92,65 @@ class TrackFastPath:
         # `app` is the Litestar app (its ASGI signature is narrower than the generic one here).
         self.app: ASGIApp = app
         self.runtime = runtime
+        ing = runtime.cfg.ingest
+        self.shed_lag_s = ing.shed_loop_lag_ms / 1000
+        self.gate = IngestGate(ing.max_inflight_requests, ing.max_waiting_requests)
+        self.lag = LoopLagMonitor()
+        self.health = HealthAnswer(runtime)
+        m = runtime.metrics
+        m.event_loop_lag.set_function(lambda: self.lag.lag_s)
+        m.ingest_inflight.labels(state="processing").set_function(lambda: self.gate.inflight)
+        m.ingest_inflight.labels(state="waiting").set_function(lambda: self.gate.waiting)
+        self._shed_lag = m.ingest_shed_total.labels(reason="loop_lag")
+        self._shed_busy = m.ingest_shed_total.labels(reason="busy")
+        self._shed_spool = m.ingest_shed_total.labels(reason="spool")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/track":
-            await self._track(scope, receive, send)
+        kind = scope["type"]
+        if kind == "http":
+            self.lag.start(asyncio.get_running_loop())
+            path = scope["path"]
+            method = scope["method"]
+            if method == "POST" and (path == "/track" or path in LEGACY_INGEST):
+                await self._ingest(scope, receive, send, path == "/track")
+                return
+            if path == "/healthz" and method == "GET":
+                await self._healthz(send)
+                return
+            await self.app(scope, receive, send)
+        elif kind == "lifespan":
+            self.lag.start(asyncio.get_running_loop())
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.lag.stop()
+                self.health.close()
         else:
             await self.app(scope, receive, send)
+
+    async def _healthz(self, send: Send) -> None:
+        status, body = await self.health.answer()
+        headers = [(b"content-type", _JSON), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _ingest(self, scope: Scope, receive: Receive, send: Send, track: bool) -> None:
+        """Shed on lag, then hold a gate slot while the request is processed."""
+        if self.shed_lag_s and self.lag.lag_s > self.shed_lag_s:
+            self._shed_lag.inc()
+            await _send(send, _overloaded(LAG_RETRY_AFTER_S))
+            return
+        if not await self.gate.acquire():
+            self._shed_busy.inc()
+            await _send(send, _overloaded(BUSY_RETRY_AFTER_S))
+            return
+        try:
+            if track:
+                await self._track(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            self.gate.release()
 
     async def _track(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = LowerCaseHeaders()
@@ -55,6 +166,7 @@ class TrackFastPath:
         shed = service.shed()
         if shed is not None:
             # Shed before reading the body: an overloaded server should do as little as possible.
+            self._shed_spool.inc()
             await _send(send, shed)
             return
         length = headers.get("content-length", "")
@@ -83,6 +195,12 @@ class TrackFastPath:
             logs.error("ingest_error", error=f"{type(e).__name__}: {e}")
             reply = Reply(500, "Internal server error")
         await _send(send, reply)
+
+
+def _overloaded(retry_after_s: int) -> Reply:
+    message = "Ingest is overloaded; retry later"
+    body = {"status": 503, "error": "Service Unavailable", "message": message}
+    return Reply(503, body, {"retry-after": str(retry_after_s)})
 
 
 def _too_large() -> Reply:

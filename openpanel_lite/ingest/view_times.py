@@ -46,6 +46,13 @@ class ViewTimeline:
         """Record a view; the rows that keep the session's time-on-page sums exact."""
         page = _Page(origin, path, created_at)
         times = self.times
+        if not times or at_ms > times[-1]:
+            # The usual case, a view after every other: only the latest views get their time.
+            rows = [self._row(p, at_ms - times[-1]) for p in self.pages[times[-1]]] if times else []
+            times.append(at_ms)
+            self.pages[at_ms] = [page]
+            self._trim()
+            return rows
         i = bisect_left(times, at_ms)
         if i < len(times) and times[i] == at_ms:
             self.pages[at_ms].append(page)
@@ -64,10 +71,13 @@ class ViewTimeline:
             rows.append(self._row(page, after - at_ms))
         times.insert(i, at_ms)
         self.pages[at_ms] = [page]
-        if len(times) > MAX_VIEW_TIMES:
-            del self.pages[times.pop(0)]
-            self.forgot = True
+        self._trim()
         return rows
+
+    def _trim(self) -> None:
+        if len(self.times) > MAX_VIEW_TIMES:
+            del self.pages[self.times.pop(0)]
+            self.forgot = True
 
     def _row(self, page: _Page, duration: int, sign: int = 1) -> ViewDurationRow:
         return ViewDurationRow(

@@ -48,11 +48,11 @@ class ViewTimeline:
         times = self.times
         if not times or at_ms > times[-1]:
             # The usual case, a view after every other: only the latest views get their time.
-            rows = [self._row(p, at_ms - times[-1]) for p in self.pages[times[-1]]] if times else []
+            timed = [self._row(p, at_ms - times[-1]) for p in self.pages[times[-1]]] if times else []
             times.append(at_ms)
             self.pages[at_ms] = [page]
             self._trim()
-            return rows
+            return timed
         i = bisect_left(times, at_ms)
         if i < len(times) and times[i] == at_ms:
             self.pages[at_ms].append(page)

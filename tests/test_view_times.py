@@ -8,13 +8,17 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openpanel_lite.ingest import view_times
 from openpanel_lite.ingest.sessions import SessionTracker
 from openpanel_lite.ingest.view_times import ViewTimeline, durations_of
-from openpanel_lite.storage.rows import EventRow, ViewDurationRow
+from openpanel_lite.query import DateRange, Dimension, Filter, FilterOperator, Metric, Query
+from openpanel_lite.storage.duckdb import DuckDBStore
+from openpanel_lite.storage.rows import EventRow, ViewDurationRow, WriteBatch
+from openpanel_lite.storage.sql import compile_query
 from tests.harness import LiveServer
 from tests.ingest_support import Site, live_config
 
@@ -172,3 +176,51 @@ def test_time_on_page_carries_on_across_a_restart(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert rows == [("/a", 60_000, 1), ("/b", 120_000, 1)]
+
+
+def test_a_page_time_runs_to_the_next_view_even_after_the_range(tmp_path: Path) -> None:
+    # Session s views /a at 23:58 and /b at 00:01 the next day; t views /a at 10:00 and /a at 10:00:30.
+    # The first day's Pages: /a averages (180 s + 30 s) / 2; the /a at 10:00:30 is t's last view.
+    # A country filter keeps t's views only; /b's one view is after the range; a card (no key) agrees.
+    day = datetime(2026, 6, 8)
+    views = [
+        view("s", 0, "/a"),
+        view("s", 180_000, "/b"),
+        view("t", 0, "/a"),
+        view("t", 30_000, "/a"),
+    ]
+    late = day + timedelta(hours=23, minutes=58)
+    early = day + timedelta(hours=10)
+    events = [
+        msgspec.structs.replace(views[0], created_at=late.replace(tzinfo=UTC), country="SE"),
+        msgspec.structs.replace(
+            views[1], created_at=(late + timedelta(minutes=3)).replace(tzinfo=UTC), country="SE"
+        ),
+        msgspec.structs.replace(views[2], created_at=early.replace(tzinfo=UTC), country="DE"),
+        msgspec.structs.replace(
+            views[3], created_at=(early + timedelta(seconds=30)).replace(tzinfo=UTC), country="DE"
+        ),
+    ]
+    store = DuckDBStore(tmp_path / "events.duckdb", memory_limit="256MiB", threads=1)
+    try:
+        store.migrate()
+        store.append(WriteBatch(events=events, view_durations=durations_of(events)))
+        first_day = DateRange(start=day, end=day + timedelta(days=1))
+
+        def pages(*filters: Filter) -> list[tuple[object, ...]]:
+            q = Query(
+                project_id="p",
+                range=first_day,
+                metrics=(Metric.PAGEVIEWS, Metric.AVG_TIME_ON_PAGE),
+                dimensions=(Dimension.PATH,),
+                filters=(Filter(Dimension.NAME, FilterOperator.IS, ("screen_view",)), *filters),
+            )
+            return store.fetch(*compile_query(q, store.dialect))
+
+        assert pages() == [("/a", 3, 105.0)]
+        assert pages(Filter(Dimension.COUNTRY, FilterOperator.IS, ("DE",))) == [("/a", 2, 30.0)]
+        assert pages(Filter(Dimension.PATH, FilterOperator.IS, ("/b",))) == []
+        q = Query(project_id="p", range=first_day, metrics=(Metric.AVG_TIME_ON_PAGE,))
+        assert store.fetch(*compile_query(q, store.dialect)) == [(105.0,)]
+    finally:
+        store.close()

@@ -99,7 +99,7 @@ class IngestConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     # Event-loop lag (ms) above which ingest routes answer 503 before reading the body; 0 disables.
     shed_loop_lag_ms: int = 200
     # Ingest requests processed at once; more wait (body unread) up to max_waiting_requests, then 503.
-    max_inflight_requests: int = 64
+    max_inflight_requests: int = 128
     max_waiting_requests: int = 4096
 
 

@@ -39,6 +39,10 @@ _encode = msgspec.json.Encoder().encode
 LEGACY_INGEST = frozenset({"/event", "/profile", "/profile/increment", "/profile/decrement"})
 LAG_RETRY_AFTER_S = 1
 BUSY_RETRY_AFTER_S = 2
+# A shed answer is held back this long: a client that ignores Retry-After and resends at once (a load
+# tool, a broken SDK) would otherwise spin, and answering its 503s would eat the capacity shedding
+# was meant to protect. A sleeping request costs a timer; SDKs that honour Retry-After never notice.
+SHED_DELAY_S = 0.05
 
 
 class IngestGate:
@@ -138,10 +142,18 @@ class TrackFastPath:
         """Shed on lag, then hold a gate slot while the request is processed."""
         if self.shed_lag_s and self.lag.lag_s > self.shed_lag_s:
             self._shed_lag.inc()
+            await asyncio.sleep(SHED_DELAY_S)
             await _send(send, _overloaded(LAG_RETRY_AFTER_S))
+            return
+        shed = self.runtime.ingest.service.shed()
+        if shed is not None:  # the spool refuses (a cap, low disk): before waiting for a slot
+            self._shed_spool.inc()
+            await asyncio.sleep(SHED_DELAY_S)
+            await _send(send, shed)
             return
         if not await self.gate.acquire():
             self._shed_busy.inc()
+            await asyncio.sleep(SHED_DELAY_S)
             await _send(send, _overloaded(BUSY_RETRY_AFTER_S))
             return
         try:
@@ -165,7 +177,8 @@ class TrackFastPath:
         service = self.runtime.ingest.service
         shed = service.shed()
         if shed is not None:
-            # Shed before reading the body: an overloaded server should do as little as possible.
+            # Checked again now that a slot is held (the spool may have filled meanwhile); still
+            # before reading the body: an overloaded server should do as little as possible.
             self._shed_spool.inc()
             await _send(send, shed)
             return

@@ -7,6 +7,7 @@ Real in-process servers on 127.0.0.1 (tests.harness.LiveServer), real spool and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -20,7 +21,7 @@ import msgspec
 import pytest
 
 from openpanel_lite import paths
-from openpanel_lite.ingest.fastpath import TrackFastPath
+from openpanel_lite.ingest.fastpath import IngestGate, TrackFastPath
 from tests.harness import HttpReply, LiveServer
 from tests.ingest_support import Site, live_config, screen_view
 
@@ -253,3 +254,42 @@ def test_healthz_front_answer_is_the_routes_answer(server: LiveServer) -> None:
     # The schema still documents it (the Litestar route stays, for the schema and apps without the front).
     schema = server.request("GET", "/schema/openapi.json").json()
     assert "/healthz" in schema["paths"]
+
+
+def test_gate_is_first_come_first_served_and_survives_cancelled_waiters() -> None:
+    """The gate alone, on a real loop: slots handed over in arrival order, a cancelled waiter gives up
+    its place (or the slot it was just handed), and the counts return to zero."""
+    order: list[str] = []
+
+    async def scenario() -> tuple[int, int]:
+        gate = IngestGate(limit=1, max_waiting=2)
+        assert await gate.acquire()  # the one slot
+
+        async def user(name: str) -> None:
+            assert await gate.acquire()
+            order.append(name)
+            await asyncio.sleep(0)
+            gate.release()
+
+        a = asyncio.create_task(user("a"))
+        b = asyncio.create_task(user("b"))
+        await asyncio.sleep(0)
+        assert (gate.inflight, gate.waiting) == (1, 2)
+        assert not await gate.acquire()  # the waiting room is full: shed
+        a.cancel()  # gives up its place while waiting
+        await asyncio.sleep(0)
+        c = asyncio.create_task(user("c"))
+        await asyncio.sleep(0)
+        gate.release()  # handed to b, then c
+        await asyncio.gather(b, c)
+        handed = asyncio.create_task(user("d"))
+        assert await gate.acquire()
+        await asyncio.sleep(0)
+        gate.release()  # handed to d ...
+        handed.cancel()  # ... which is cancelled before it runs: the slot comes back
+        with contextlib.suppress(asyncio.CancelledError):
+            await handed
+        return gate.inflight, gate.waiting
+
+    assert asyncio.run(scenario()) == (0, 0)
+    assert order == ["b", "c"]

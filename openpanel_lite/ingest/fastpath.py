@@ -77,7 +77,7 @@ class IngestGate:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # the slot was handed over just before the cancellation
-            else:
+            elif waiter in self._waiting:  # `release` may have dropped it already (done: skipped)
                 self._waiting.remove(waiter)
             raise
         return True  # `release` handed its slot over: `inflight` already counts this request

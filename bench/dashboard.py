@@ -245,17 +245,20 @@ def build(path: Path, events: int) -> None:
             f"  {time.perf_counter() - started:6.1f} s",
             flush=True,
         )
-    # Time on page for the generated views, by the migration that times views stored before it.
-    con.execute(_view_durations_backfill())
+    # Time on page and the Pages rows for the generated views, by the migrations that fill those
+    # tables for views stored before them.
+    con.execute(_backfill("_view_durations.sql", "INSERT INTO view_durations"))
+    con.execute(_backfill("_page_views.sql", "INSERT INTO page_views"))
     con.execute("CHECKPOINT")
     con.close()
     tmp.rename(path)
 
 
-def _view_durations_backfill() -> str:
-    """The INSERT of the DuckDB migration that fills view_durations from the stored page views."""
-    sql = next(text for _, name, text in duckdb_migrations() if name.endswith("_view_durations.sql"))
-    return sql[sql.index("INSERT INTO view_durations") :]
+def _backfill(migration: str, insert: str) -> str:
+    """The INSERT of the DuckDB migration (file name ending `migration`) that fills its table from
+    the stored page views."""
+    sql = next(text for _, name, text in duckdb_migrations() if name.endswith(migration))
+    return sql[sql.index(insert) :]
 
 
 def ensure_data(events: int, rebuild: bool) -> Path:

@@ -247,10 +247,12 @@ def test_cluster_ddl_is_replicated_and_distributed() -> None:
     statements = [s for m in MIGRATIONS for s in m.statements(layout)] + migrations_table(layout)
     ddl = [s for s in statements if not s.startswith("INSERT")]
     assert all(" ON CLUSTER `main`" in s for s in ddl)
-    # The one INSERT (a migration's backfill) writes the Distributed front table, which spreads it.
+    # The INSERTs (migrations' backfills) write the Distributed front tables, which spread them.
     assert [s.split("\n")[0] for s in statements if s not in ddl] == [
         "INSERT INTO `view_durations` (`project_id`, `session_id`, `origin`, `path`, `created_at`, "
-        "`duration`, `sign`)"
+        "`duration`, `sign`)",
+        "INSERT INTO `page_views` (`project_id`, `session_id`, `profile_id`, `origin`, `path`, "
+        "`created_at`, `previous_at`, `sign`)",
     ]
     events = [s for s in statements if "`events_local`" in s or "TABLE IF NOT EXISTS `events` " in s]
     assert (

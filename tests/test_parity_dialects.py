@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from openpanel_lite.ingest.page_visits import page_views_of
 from openpanel_lite.ingest.view_times import durations_of
 from openpanel_lite.query import (
     DateRange,
@@ -125,7 +126,12 @@ def _batch() -> WriteBatch:
         )
     # Arriving out of order: /a at 10 s comes last, so the rows for /a and /b at 0 s are re-timed.
     arrival = [*events[:-3], events[-2], events[-1], events[-3]]
-    return WriteBatch(events=events, sessions=sessions, view_durations=durations_of(arrival))
+    return WriteBatch(
+        events=events,
+        sessions=sessions,
+        view_durations=durations_of(arrival),
+        page_views=page_views_of(arrival),
+    )
 
 
 @pytest.fixture(scope="module")

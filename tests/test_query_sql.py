@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from openpanel_lite.ingest.page_visits import page_views_of
 from openpanel_lite.ingest.view_times import durations_of
 from openpanel_lite.query import (
     DateRange,
@@ -169,7 +170,12 @@ def seed_batch() -> WriteBatch:
         ev("s9", "u9", "screen_view", JAN1 + timedelta(days=4), "/", A),
         ev("x1", "u1", "screen_view", t1, "/", A, project_id="other", **S1),
     ]
-    return WriteBatch(events=events, sessions=sessions, view_durations=durations_of(events))
+    return WriteBatch(
+        events=events,
+        sessions=sessions,
+        view_durations=durations_of(events),
+        page_views=page_views_of(events),
+    )
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from openpanel_lite.storage.rows import (
     BotEventRow,
     EventRow,
     GroupRow,
+    PageViewRow,
     ProfileRow,
     SessionRow,
     ViewDurationRow,
@@ -441,6 +442,7 @@ def test_delete_project_removes_it_from_every_table(store: DuckDBStore) -> None:
             groups=[GroupRow(id="g", project_id=project, created_at=T0)],
             bots=[BotEventRow(id=ID1, project_id=project, name="b", type="t", created_at=T0)],
             view_durations=[ViewDurationRow(project_id=project, session_id="s", created_at=T0, duration=5)],
+            page_views=[PageViewRow(project_id=project, session_id="s", created_at=T0)],
         )
 
     store.append(batch("gone"))

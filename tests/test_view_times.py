@@ -12,7 +12,8 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openpanel_lite.ingest import view_times
+from openpanel_lite.ingest import page_visits, view_times
+from openpanel_lite.ingest.page_visits import page_views_of
 from openpanel_lite.ingest.sessions import SessionTracker
 from openpanel_lite.ingest.view_times import ViewTimeline, durations_of
 from openpanel_lite.query import DateRange, Dimension, Filter, FilterOperator, Metric, Query
@@ -170,12 +171,16 @@ def test_time_on_page_carries_on_across_a_restart(tmp_path: Path) -> None:
     server = LiveServer(cfg)
     try:
         site.server = server
-        send(server, site, times[2], "/c")
+        send(server, site, times[2], "/a")
         server.flush()
         rows = server.rows("SELECT path, duration, sign FROM view_durations ORDER BY created_at")
+        pages = server.rows("SELECT path, previous_at, sign FROM page_views ORDER BY created_at")
     finally:
         server.stop()
     assert rows == [("/a", 60_000, 1), ("/b", 120_000, 1)]
+    # The second view of /a after the restart links to the first one, from before it.
+    epoch = datetime(1970, 1, 1)
+    assert pages == [("/a", epoch, 1), ("/b", epoch, 1), ("/a", times[0].replace(tzinfo=None), 1)]
 
 
 def test_a_page_time_runs_to_the_next_view_even_after_the_range(tmp_path: Path) -> None:
@@ -204,7 +209,9 @@ def test_a_page_time_runs_to_the_next_view_even_after_the_range(tmp_path: Path) 
     store = DuckDBStore(tmp_path / "events.duckdb", memory_limit="256MiB", threads=1)
     try:
         store.migrate()
-        store.append(WriteBatch(events=events, view_durations=durations_of(events)))
+        store.append(
+            WriteBatch(events=events, view_durations=durations_of(events), page_views=page_views_of(events))
+        )
         first_day = DateRange(start=day, end=day + timedelta(days=1))
 
         def pages(*filters: Filter) -> list[tuple[object, ...]]:
@@ -224,3 +231,42 @@ def test_a_page_time_runs_to_the_next_view_even_after_the_range(tmp_path: Path) 
         assert store.fetch(*compile_query(q, store.dialect)) == [(105.0,)]
     finally:
         store.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["s1", "s2", ""]), st.integers(0, 12), st.sampled_from(["/a", "/b"])),
+        max_size=25,
+    ),
+    st.randoms(use_true_random=False),
+    st.integers(0, 13),
+    st.integers(0, 13),
+)
+def test_pages_rows_count_each_session_once_per_page_in_any_range(
+    views: list[tuple[str, int, str]], rnd: object, lo: int, hi: int
+) -> None:
+    # Whatever the arrival order: per page, sum(sign) over the range's rows = its views there, and
+    # the rows with previous_at < start = the sessions (not '') that viewed it there.
+    arrival = list(views)
+    rnd.shuffle(arrival)  # type: ignore[attr-defined]
+    rows = page_views_of(view(s, ms * 1000, p) for s, ms, p in arrival)
+    start, end = at(lo * 1000), at(hi * 1000)
+    for page in ("/a", "/b"):
+        in_range = [r for r in rows if r.path == page and start <= r.created_at < end]
+        pageviews = sum(r.sign for r in in_range)
+        sessions = sum(r.sign for r in in_range if r.session_id and r.previous_at < start)
+        expected = [(s, ms) for s, ms, p in views if p == page and lo <= ms < hi]
+        assert pageviews == len(expected)
+        assert sessions == len({s for s, _ in expected if s})
+
+
+def test_past_the_cap_a_pages_oldest_views_are_forgotten_without_error() -> None:
+    cap = page_visits.MAX_PAGE_VIEWS
+    visits = page_visits.PageVisits("p", "s")
+    rows = [r for ms in range(cap + 3) for r in visits.add(view("s", ms * 1000, "/a"), ms * 1000)]
+    assert len(rows) == cap + 3 and sum(r.previous_at == rows[0].previous_at for r in rows) == 1
+    # Older than every remembered view of the page: no row; a newer one links to the latest.
+    assert visits.add(view("s", -1000, "/a"), -1000) == []
+    [row] = visits.add(view("s", (cap + 5) * 1000, "/a"), (cap + 5) * 1000)
+    assert row.previous_at == at((cap + 2) * 1000)

@@ -18,6 +18,7 @@ from openpanel_lite.ingest import identity, properties, urls
 from openpanel_lite.ingest.bots import bot_properties, soft_bot_reasons
 from openpanel_lite.ingest.event_filters import should_drop
 from openpanel_lite.ingest.geo import UNKNOWN_GEO, GeoInfo, GeoLookup
+from openpanel_lite.ingest.page_visits import unsessioned_view
 from openpanel_lite.ingest.profiles import GEO_UA_KEYS, ProfileBook, geo_ua_properties
 from openpanel_lite.ingest.referrer import resolve_referrer
 from openpanel_lite.ingest.schemas import (
@@ -27,13 +28,14 @@ from openpanel_lite.ingest.schemas import (
     IncrementPayload,
     TrackPayload,
 )
-from openpanel_lite.ingest.sessions import SESSION_START, SessionTracker
+from openpanel_lite.ingest.sessions import SCREEN_VIEW, SESSION_START, SessionTracker
 from openpanel_lite.ingest.useragent import UserAgentInfo, apply_overrides, parse_user_agent
 from openpanel_lite.meta.projects import Project
 from openpanel_lite.storage.rows import (
     BotEventRow,
     EventRow,
     GroupRow,
+    PageViewRow,
     ProfileLink,
     ProfileRow,
     SessionRow,
@@ -71,10 +73,11 @@ class Rows(msgspec.Struct):
     bots: list[BotEventRow] = msgspec.field(default_factory=list)
     links: list[ProfileLink] = msgspec.field(default_factory=list)
     durations: list[ViewDurationRow] = msgspec.field(default_factory=list)
+    page_views: list[PageViewRow] = msgspec.field(default_factory=list)
 
     def __len__(self) -> int:
         tables = (self.events, self.sessions, self.profiles, self.groups, self.bots, self.links)
-        return sum(len(rows) for rows in tables) + len(self.durations)
+        return sum(len(rows) for rows in tables) + len(self.durations) + len(self.page_views)
 
 
 class Identity(msgspec.Struct, frozen=True):
@@ -199,16 +202,20 @@ class Pipeline:
             outcome = self.tracker.server_event(event, payload.profile_id, _ms(at))
             event = outcome.event
             rows.durations.extend(outcome.durations)
+            rows.page_views.extend(outcome.page_views)
         else:
             outcome = self.tracker.client_event(event, wall_ms)
             event = outcome.event
             rows.sessions.extend(outcome.sessions)
             rows.links.extend(outcome.links)
             rows.durations.extend(outcome.durations)
+            rows.page_views.extend(outcome.page_views)
             for extra in outcome.events:
                 rows.events.append(extra)
                 if extra.name == SESSION_START and extra.profile_id == extra.device_id:
                     rows.profiles.append(_anonymous_profile(extra))
+        if event.name == SCREEN_VIEW and not event.session_id:
+            rows.page_views.append(unsessioned_view(event))
         rows.events.append(event)
         return Identity(event.device_id, event.session_id)
 

@@ -16,8 +16,9 @@ import msgspec
 
 from openpanel_lite import ids
 from openpanel_lite.ingest import identity
+from openpanel_lite.ingest.page_visits import PageVisits
 from openpanel_lite.ingest.view_times import ViewTimeline
-from openpanel_lite.storage.rows import EventRow, ProfileLink, SessionRow, ViewDurationRow
+from openpanel_lite.storage.rows import EventRow, PageViewRow, ProfileLink, SessionRow, ViewDurationRow
 
 SCREEN_VIEW = "screen_view"
 SESSION_START = "session_start"
@@ -39,8 +40,9 @@ class _Live:
     wall_ms: int
     # row.ended_at in ms, kept beside it: every request asks "is this visit live?" (datetime math is slow).
     ended_ms: int = 0
-    # Its screen views, for time on page; made at the first one.
+    # Its screen views, for time on page and the Pages table's sessions; made at the first one.
     views: ViewTimeline | None = None
+    visits: PageVisits | None = None
 
     def __post_init__(self) -> None:
         self.ended_ms = _ms(self.row.ended_at)
@@ -49,11 +51,14 @@ class _Live:
         self.row = row
         self.ended_ms = _ms(row.ended_at)
 
-    def viewed(self, event: EventRow, event_ms: int) -> list[ViewDurationRow]:
-        """Time-on-page rows for a screen_view of this session (openpanel_lite.ingest.view_times)."""
-        if self.views is None:
+    def viewed(self, event: EventRow, event_ms: int) -> tuple[list[ViewDurationRow], list[PageViewRow]]:
+        """Time-on-page and Pages rows for a screen_view of this session (ingest.view_times,
+        ingest.page_visits)."""
+        if self.views is None or self.visits is None:
             self.views = ViewTimeline(self.row.project_id, self.row.id)
-        return self.views.add(event_ms, event.origin, event.path, event.created_at)
+            self.visits = PageVisits(self.row.project_id, self.row.id)
+        durations = self.views.add(event_ms, event.origin, event.path, event.created_at)
+        return durations, self.visits.add(event, event_ms)
 
 
 @dataclass(slots=True)
@@ -66,6 +71,7 @@ class SessionOutcome:
     sessions: list[SessionRow] = field(default_factory=list)
     links: list[ProfileLink] = field(default_factory=list)
     durations: list[ViewDurationRow] = field(default_factory=list)
+    page_views: list[PageViewRow] = field(default_factory=list)
 
 
 _NO_ID = ids.uuid4()
@@ -167,8 +173,8 @@ class SessionTracker:
             )
         if event.profile_id and event.profile_id != event.device_id:
             self._by_profile[(event.project_id, event.profile_id)] = event.device_id
-        durations = live.viewed(event, event_ms) if event.name == SCREEN_VIEW else []
-        return SessionOutcome(kind, event, out_events, out_sessions, links, durations)
+        durations, page_views = live.viewed(event, event_ms) if event.name == SCREEN_VIEW else ([], [])
+        return SessionOutcome(kind, event, out_events, out_sessions, links, durations, page_views)
 
     def server_event(self, event: EventRow, profile_id: str | None, event_ms: int) -> SessionOutcome:
         """A server-side event: attach to the profile's live browser session if there is one (§3.5)."""
@@ -188,8 +194,8 @@ class SessionTracker:
                     origin=event.origin or row.exit_origin,
                     **{k: getattr(row, k) for k in _COPIED_FROM_EVENT if not k.startswith("referrer")},
                 )
-                durations = live.viewed(attached, event_ms) if attached.name == SCREEN_VIEW else []
-                return SessionOutcome("attached", attached, durations=durations)
+                timed = live.viewed(attached, event_ms) if attached.name == SCREEN_VIEW else ([], [])
+                return SessionOutcome("attached", attached, durations=timed[0], page_views=timed[1])
         detached = msgspec.structs.replace(event, device_id="", session_id="", profile_id=profile_id or "")
         return SessionOutcome("none", detached)
 

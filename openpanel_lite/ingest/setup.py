@@ -55,6 +55,7 @@ class SpoolSink:
             bots=tuple(rows.bots),
             profile_links=tuple(rows.links),
             view_durations=tuple(rows.durations),
+            page_views=tuple(rows.page_views),
         )
         return await self.spool.append(record, dedup_key) is not None
 

@@ -24,6 +24,7 @@ from openpanel_lite.storage.rows import (
     BotEventRow,
     EventRow,
     GroupRow,
+    PageViewRow,
     ProfileLink,
     ProfileRow,
     SessionRow,
@@ -45,11 +46,12 @@ class SpoolRecord(msgspec.Struct, frozen=True, kw_only=True):
     # Added after v1 records were written: the default keeps older spool files decodable.
     profile_links: tuple[ProfileLink, ...] = ()
     view_durations: tuple[ViewDurationRow, ...] = ()
+    page_views: tuple[PageViewRow, ...] = ()
 
     def row_count(self) -> int:
         tables = (
             *(self.events, self.profiles, self.sessions, self.groups, self.bots),
-            *(self.profile_links, self.view_durations),
+            *(self.profile_links, self.view_durations, self.page_views),
         )
         return sum(len(rows) for rows in tables)
 

@@ -57,12 +57,18 @@ class ProfileErasure:
         durations = tuple(
             d for d in record.view_durations if not (d.project_id == pid and d.session_id in sessions)
         )
-        if (len(events), len(session_rows), len(profiles), len(links), len(durations)) == (
+        page_views = tuple(
+            v
+            for v in record.page_views
+            if not (v.project_id == pid and (v.profile_id == prof or v.session_id in sessions))
+        )
+        if (len(events), len(session_rows), len(profiles), len(links), len(durations), len(page_views)) == (
             len(record.events),
             len(record.sessions),
             len(record.profiles),
             len(record.profile_links),
             len(record.view_durations),
+            len(record.page_views),
         ):
             return None
         return msgspec.structs.replace(
@@ -72,6 +78,7 @@ class ProfileErasure:
             profiles=profiles,
             profile_links=links,
             view_durations=durations,
+            page_views=page_views,
         )
 
 

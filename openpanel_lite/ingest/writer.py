@@ -22,6 +22,7 @@ from openpanel_lite.storage.rows import (
     BotEventRow,
     EventRow,
     GroupRow,
+    PageViewRow,
     ProfileLink,
     ProfileRow,
     SessionRow,
@@ -95,6 +96,7 @@ def build_batch(items: Sequence[tuple[int, SpoolRecord]]) -> WriteBatch:
     bots: list[BotEventRow] = []
     links: list[ProfileLink] = []
     durations: list[ViewDurationRow] = []
+    page_views: list[PageViewRow] = []
     for _, record in items:
         events.extend(record.events)
         profiles.extend(record.profiles)
@@ -103,6 +105,7 @@ def build_batch(items: Sequence[tuple[int, SpoolRecord]]) -> WriteBatch:
         bots.extend(record.bots)
         links.extend(record.profile_links)
         durations.extend(record.view_durations)
+        page_views.extend(record.page_views)
     return WriteBatch(
         events=events,
         profiles=profiles,
@@ -111,6 +114,7 @@ def build_batch(items: Sequence[tuple[int, SpoolRecord]]) -> WriteBatch:
         bots=bots,
         profile_links=links,
         view_durations=durations,
+        page_views=page_views,
         spool_watermark=items[-1][0] if items else None,
     )
 

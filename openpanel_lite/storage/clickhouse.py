@@ -370,6 +370,13 @@ class ClickHouseStore:
             self._command(
                 f"ALTER TABLE {data}{self.layout.on_cluster} DELETE WHERE {where}", all_params, **_MUTATION
             )
+            where = (
+                "project_id = {j:String} AND (profile_id = {p:String} OR has({s:Array(String)}, session_id))"
+            )
+            data = quote(self.layout.data_table("page_views"))
+            self._command(
+                f"ALTER TABLE {data}{self.layout.on_cluster} DELETE WHERE {where}", all_params, **_MUTATION
+            )
             return deleted
 
     # ---------------------------------------------------------------- bulk copy (migrate-events)

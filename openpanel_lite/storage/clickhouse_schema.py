@@ -52,6 +52,10 @@ ENGINES: dict[str, Engine] = {
     "view_durations": Engine(
         "MergeTree", "", "toYYYYMM(created_at)", "(project_id, toDate(created_at), origin, path)"
     ),
+    # Signed Pages rows; read summed by page over a range.
+    "page_views": Engine(
+        "MergeTree", "", "toYYYYMM(created_at)", "(project_id, toDate(created_at), origin, path)"
+    ),
 }
 # Migration 1's tables; later tables come with migrations of their own.
 _FIRST_TABLES: Final = ("events", "profiles", "sessions", "groups", "events_bots")
@@ -207,6 +211,24 @@ def _view_durations(layout: Layout) -> list[str]:
     return [*_data_table(layout, "view_durations"), empty, backfill]
 
 
+def _page_views(layout: Layout) -> list[str]:
+    """The Pages views table, filled for views stored before it existed: each view's previous view of
+    the same page in its session (lagInFrame's default for the first one is the epoch, the same
+    'none' ingest writes), as ingest does now."""
+    cols = ", ".join(quote(c.name) for c in TABLES["page_views"])
+    backfill = (
+        f"INSERT INTO {quote('page_views')} ({cols})\n"
+        "SELECT project_id, session_id, profile_id, origin, path, created_at,\n"
+        "    if(session_id = '', toDateTime64(0, 3, 'UTC'), lagInFrame(created_at) OVER (\n"
+        "        PARTITION BY project_id, session_id, origin, path ORDER BY created_at\n"
+        "        ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)),\n"
+        "    toInt8(1)\n"
+        "FROM events WHERE name = 'screen_view'"
+    )
+    empty = f"TRUNCATE TABLE IF EXISTS {quote(layout.data_table('page_views'))}{layout.on_cluster}"
+    return [*_data_table(layout, "page_views"), empty, backfill]
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -218,4 +240,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables", _tables),
     Migration(2, "daily_hourly_rollups", _rollups),
     Migration(3, "view_durations", _view_durations),
+    Migration(4, "page_views", _page_views),
 )

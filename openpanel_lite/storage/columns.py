@@ -168,6 +168,14 @@ VIEW_DURATIONS: tuple[Column, ...] = (
     Column("sign", _L.INT8),
 )
 
+# The Pages table's views (rows.PageViewRow): signed rows; sessions per page without a distinct count.
+PAGE_VIEWS: tuple[Column, ...] = (
+    *_cols("project_id session_id profile_id origin path"),
+    Column("created_at", _L.TIMESTAMP),
+    Column("previous_at", _L.TIMESTAMP),
+    Column("sign", _L.INT8),
+)
+
 TABLES: dict[str, tuple[Column, ...]] = {
     "events": EVENTS,
     "profiles": PROFILES,
@@ -175,6 +183,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
     "groups": GROUPS,
     "events_bots": EVENTS_BOTS,
     "view_durations": VIEW_DURATIONS,
+    "page_views": PAGE_VIEWS,
 }
 
 

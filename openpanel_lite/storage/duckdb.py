@@ -71,6 +71,8 @@ _ERASE_SQL: Final = (
 )
 _ERASE_VIEW_DURATIONS_SQL: Final = """DELETE FROM view_durations WHERE project_id = $project_id
     AND session_id IN (SELECT id FROM _erase_sessions)"""
+_ERASE_PAGE_VIEWS_SQL: Final = """DELETE FROM page_views WHERE project_id = $project_id
+    AND (profile_id = $profile_id OR session_id IN (SELECT id FROM _erase_sessions))"""
 # What DuckDB raises when the WAL cannot be replayed (checksum or structure); a truncated tail is
 # ignored by DuckDB itself. Matched on the message: 2.x has no dedicated exception class for it.
 _WAL_REPLAY_FAILED = "replaying WAL"
@@ -336,6 +338,7 @@ class DuckDBStore:
                     deleted += int(con.execute(statement, params).fetchall()[0][0])
                 # Time-on-page rows name no profile, only its sessions (not counted: they are not events).
                 con.execute(_ERASE_VIEW_DURATIONS_SQL, {"project_id": project_id})
+                con.execute(_ERASE_PAGE_VIEWS_SQL, params)
                 con.execute("DROP TABLE _erase_sessions")
                 con.commit()
             except BaseException:

@@ -5,7 +5,7 @@ UTC: naive ones are taken as UTC, aware ones converted; the store keeps millisec
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 import msgspec
@@ -144,6 +144,29 @@ class ViewDurationRow(msgspec.Struct, frozen=True, kw_only=True):
     sign: int = 1
 
 
+# previous_at of a view with no earlier view of its page in its session.
+NO_EARLIER_VIEW = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class PageViewRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One screen_view, for the Pages table: `previous_at` is the time of the previous view of the same
+    page (origin, path) in the same session (NO_EARLIER_VIEW when none), so the sessions that viewed a
+    page in [start, end) are its views in the range whose previous_at < start; no distinct count.
+
+    sign=-1 cancels an earlier row when an out-of-order view lands before a later view of its page.
+    Views without a session (backdated, server-side) have session_id '' and count as page views only.
+    """
+
+    project_id: str
+    session_id: str = ""
+    profile_id: str = ""
+    origin: str = ""
+    path: str = ""
+    created_at: datetime
+    previous_at: datetime = NO_EARLIER_VIEW
+    sign: int = 1
+
+
 class ProfileLink(msgspec.Struct, frozen=True, kw_only=True):
     """A visitor identified mid-visit: the session's earlier anonymous events get the profile id.
 
@@ -174,6 +197,7 @@ class WriteBatch(msgspec.Struct, frozen=True, kw_only=True):
     groups: Sequence[GroupRow] = ()
     bots: Sequence[BotEventRow] = ()
     view_durations: Sequence[ViewDurationRow] = ()
+    page_views: Sequence[PageViewRow] = ()
     # Applied after the rows are inserted, in the same transaction, so rows of this batch are covered.
     profile_links: Sequence[ProfileLink] = ()
     spool_watermark: int | None = None
@@ -187,6 +211,7 @@ class WriteBatch(msgspec.Struct, frozen=True, kw_only=True):
             "groups": self.groups,
             "events_bots": self.bots,
             "view_durations": self.view_durations,
+            "page_views": self.page_views,
         }
 
     def row_count(self) -> int:
@@ -200,4 +225,5 @@ ROW_TYPES: dict[str, type[msgspec.Struct]] = {
     "groups": GroupRow,
     "events_bots": BotEventRow,
     "view_durations": ViewDurationRow,
+    "page_views": PageViewRow,
 }

@@ -23,6 +23,7 @@ from openpanel_lite.storage.dialects import Dialect, ParamKind
 from openpanel_lite.storage.sql_vocabulary import (
     _BOUNCED,
     _EVENT_AGGREGATES,
+    _PAGE_AGGREGATES,
     DIMENSIONS,
     FILTER_OPERATORS,
     METRICS,
@@ -104,7 +105,8 @@ def compile_query(q: Query, dialect: Dialect) -> tuple[str, dict[str, object]]:
     params = _Params(dialect)
     grain = choose_grain(q)
     dims = [f"d{i}" for i in range(len(q.dimensions))]
-    ctes: list[tuple[str, str]] = [("base", _base(q, grain, params))]
+    pages = _pages_table(q, grain)
+    ctes: list[tuple[str, str]] = [("base", _page_base(q, params) if pages else _base(q, grain, params))]
     timed = grain is Grain.EVENTS and any(METRICS[m].needs_view_durations for m in q.metrics)
     if timed:
         ctes.append(("base_v", _view_base(q, params)))
@@ -127,7 +129,7 @@ def compile_query(q: Query, dialect: Dialect) -> tuple[str, dict[str, object]]:
         source = "base_top"
     keys = dims + (["t"] if q.interval is not None else [])
     sources = (source, "base_v_top" if source == "base_top" else "base_v")
-    agg_ctes, select = _aggregate(sources, keys, grain, q, "", params.dialect)
+    agg_ctes, select = _aggregate(sources, keys, grain, q, "", params.dialect, pages=pages)
     ctes += agg_ctes
     if q.interval is not None:
         select += f"\nORDER BY {', '.join(keys)}"
@@ -262,7 +264,7 @@ def _view_base(q: Query, params: _Params) -> str:
         column = _column(f.field, Grain.EVENTS)
         if isinstance(column, str) and column in _VIEW_COLUMNS:
             where.append(_filter_sql(f, f"v.{column}", params))
-        elif f.field is Dimension.NAME and f.operator is FilterOperator.IS and set(f.values) == {_VIEW}:
+        elif _is_views_filter(f):
             continue
         elif column is not None:
             on_views.append(_filter_sql(f, _field_sql(f.field, Grain.EVENTS, params), params))
@@ -283,6 +285,47 @@ def _view_base(q: Query, params: _Params) -> str:
     return f"SELECT {', '.join(select)}\nFROM view_durations AS v\nWHERE " + "\n  AND ".join(where)
 
 
+def _pages_table(q: Query, grain: Grain) -> bool:
+    """Whether q is a Pages table the page_views rows answer (storage/rows.py PageViewRow): screen
+    views by (origin, path) with sessions, pageviews and time on page, filtered by page only."""
+    if (
+        grain is not Grain.EVENTS
+        or q.interval is not None
+        or q.dimensions != (Dimension.ORIGIN, Dimension.PATH)
+    ):
+        return False
+    if not set(q.metrics) <= {Metric.SESSIONS, Metric.PAGEVIEWS, Metric.AVG_TIME_ON_PAGE}:
+        return False
+    views_only = False
+    for f in q.filters:
+        if _is_views_filter(f):
+            views_only = True
+        elif _column(f.field, Grain.EVENTS) not in _VIEW_COLUMNS:
+            return False
+    return views_only
+
+
+def _is_views_filter(f: Filter) -> bool:
+    return f.field is Dimension.NAME and f.operator is FilterOperator.IS and set(f.values) == {_VIEW}
+
+
+def _page_base(q: Query, params: _Params) -> str:
+    """The range's page_views rows keyed (origin, path) as d0, d1, with the page filters applied."""
+    project = params.bind(q.project_id, ParamKind.STRING, "project_id")
+    start, end = q.range.utc_bounds()
+    where = [
+        f"p.project_id = {project}",
+        f"p.created_at >= {params.bind(start, ParamKind.TIMESTAMP, 'start')}",
+        f"p.created_at < {params.bind(end, ParamKind.TIMESTAMP, 'end')}",
+    ]
+    for f in q.filters:
+        column = _column(f.field, Grain.EVENTS)
+        if isinstance(column, str) and column in _VIEW_COLUMNS:
+            where.append(_filter_sql(f, f"p.{column}", params))
+    select = "p.origin AS d0, p.path AS d1, p.session_id, p.previous_at, p.sign"
+    return f"SELECT {select}\nFROM page_views AS p\nWHERE " + "\n  AND ".join(where)
+
+
 _VIEW = "screen_view"
 _BOUNDS = (("project_id", ParamKind.STRING), ("start", ParamKind.TIMESTAMP), ("end", ParamKind.TIMESTAMP))
 
@@ -299,10 +342,18 @@ def _session_rollup(params: _Params) -> str:
 
 
 def _aggregate(
-    sources: tuple[str, str], keys: Sequence[str], grain: Grain, q: Query, prefix: str, d: Dialect
+    sources: tuple[str, str],
+    keys: Sequence[str],
+    grain: Grain,
+    q: Query,
+    prefix: str,
+    d: Dialect,
+    *,
+    pages: bool = False,
 ) -> tuple[list[tuple[str, str]], str]:
     """(extra CTEs, SELECT) computing q's metrics as m0… per `keys` over the rows of sources[0]
-    (and the time-on-page rows of sources[1] when a metric needs them)."""
+    (and the time-on-page rows of sources[1] when a metric needs them). `pages`: sources[0] holds
+    _page_base rows, not events."""
     source, view_source = sources
     key_list = "".join(f"{k}, " for k in keys)
     group = f"\nGROUP BY {', '.join(keys)}" if keys else ""
@@ -313,9 +364,12 @@ def _aggregate(
         return [], f"SELECT {key_list}{metrics}\nFROM {source}{group}{having}"
     # Only the aggregates the metrics use: exact distinct counts are the expensive part.
     used = " ".join(METRICS[m].events(d) for m in q.metrics)
-    aggregates = ", ".join(f"{sql(d)} AS {name}" for name, sql in _EVENT_AGGREGATES if name in used)
+    table = _PAGE_AGGREGATES if pages else _EVENT_AGGREGATES
+    aggregates = ", ".join(f"{sql(d)} AS {name}" for name, sql in table if name in used)
     aggregates = aggregates or "count(*) AS e_rows"  # still one row per key for the join below
-    ctes = [(f"{prefix}agg_e", f"SELECT {key_list}{aggregates}\nFROM {source}{group}")]
+    # A page whose rows all cancel out had no view.
+    having = "\nHAVING sum(sign) > 0" if pages else ""
+    ctes = [(f"{prefix}agg_e", f"SELECT {key_list}{aggregates}\nFROM {source}{group}{having}")]
     joined = f"{prefix}agg_e"
     if any(METRICS[m].needs_sessions for m in q.metrics):
         ctes.append(

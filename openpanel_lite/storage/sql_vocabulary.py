@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from openpanel_lite.query import Dimension, FilterOperator, Metric, Property
-from openpanel_lite.storage.dialects import Dialect
+from openpanel_lite.storage.dialects import Dialect, ParamKind
 
 # Grain (query.py): the table a query is answered from (openpanel-facts §3.4).
 #
@@ -148,6 +148,20 @@ _EVENT_AGGREGATES: tuple[tuple[str, Callable[[Dialect], str]], ...] = (
         lambda d: "coalesce({}, 0)".format(d.sum_if.format(expr="revenue", cond="name = 'revenue'")),
     ),
     ("e_events", lambda d: d.count_if.format(cond="name NOT IN ('session_start', 'session_end')")),
+)
+
+
+# The same aggregates over page_views rows (storage/sql.py _page_base): a session viewed the page in
+# the range when one of its views there has no earlier view of the page since the range's start.
+_FIRST_IN_RANGE = "session_id <> '' AND previous_at < {start}"
+_PAGE_AGGREGATES: tuple[tuple[str, Callable[[Dialect], str]], ...] = (
+    (
+        "e_sessions",
+        lambda d: "coalesce(sum(sign * CASE WHEN {} THEN 1 ELSE 0 END), 0)".format(
+            _FIRST_IN_RANGE.format(start=d.param("start", ParamKind.TIMESTAMP))
+        ),
+    ),
+    ("e_pageviews", lambda d: "coalesce(sum(sign), 0)"),
 )
 
 

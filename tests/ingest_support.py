@@ -56,6 +56,10 @@ def live_config(tmp_path: Path, **overrides: object) -> Config:
             "storage.duckdb.threads": 1,
             "ingest.min_free_disk_mb": 0,
             "ingest.min_free_disk_ratio": 0.0,
+            # The in-process server's loop shares the GIL with the test's own work (DuckDB reads,
+            # Chromium drivers), so its lag says nothing about ingest load: no lag shedding here
+            # unless a test asks for it (tests/test_ingest_hardening.py, R08 run real servers).
+            "ingest.shed_loop_lag_ms": 0,
             # ingest__flush_interval_ms=… -> "ingest.flush_interval_ms"; given keys win.
             **{key.replace("__", "."): value for key, value in overrides.items()},
         },

@@ -34,6 +34,14 @@ def quiet(tmp_path: Path) -> Iterator[LiveServer]:
     srv.stop()
 
 
+@pytest.fixture
+def lag_shedding(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server with the production lag threshold (tests/ingest_support.py turns it off elsewhere)."""
+    srv = LiveServer(live_config(tmp_path, ingest__shed_loop_lag_ms=200))
+    yield srv
+    srv.stop()
+
+
 def _paths(server: LiveServer, prefix: str) -> list[str]:
     rows = server.rows(
         "SELECT path FROM events WHERE name = 'screen_view' AND starts_with(path, $p) ORDER BY path",
@@ -154,15 +162,15 @@ def test_event_id_requests_skip_the_content_lock_and_are_deduped_by_the_spool(
 # criterion 2: overload — loop-lag shedding, the in-flight gate, /healthz on the raw ASGI front
 
 
-def test_loop_lag_above_the_threshold_sheds_ingest_before_the_body_is_read(server: LiveServer) -> None:
+def test_loop_lag_above_the_threshold_sheds_ingest_before_the_body_is_read(lag_shedding: LiveServer) -> None:
     """The fast path's own lag monitor on the server's loop: after a 300 ms stall (threshold 200 ms)
     /track answers 503 + Retry-After without reading the body; once the loop keeps time again, 200."""
-    site = Site(server)
+    site = Site(lag_shedding)
     raw = json.dumps(screen_view("https://example.com/lag")).encode()
     headers = [(k.lower().encode(), v.encode()) for k, v in site.headers().items()]
     headers.append((b"content-type", b"application/json"))
-    front = TrackFastPath(None, server.runtime)
-    assert front.shed_lag_s == 0.2  # the default ingest.shed_loop_lag_ms
+    front = TrackFastPath(None, lag_shedding.runtime)
+    assert front.shed_lag_s == 0.2  # ingest.shed_loop_lag_ms (the default, 200)
 
     async def call() -> tuple[int, dict[bytes, bytes], int]:
         reads = 0
@@ -193,13 +201,13 @@ def test_loop_lag_above_the_threshold_sheds_ingest_before_the_body_is_read(serve
         front.lag.stop()
         return [before, during, after]
 
-    before, during, after = server.call(scenario())
+    before, during, after = lag_shedding.call(scenario())
     assert (before[0], before[2]) == (200, 1)
     assert (during[0], during[1][b"retry-after"], during[2]) == (503, b"1", 0)  # body never read
     assert (after[0], after[2]) == (200, 1)
-    text = server.runtime.metrics.render().decode()
+    text = lag_shedding.runtime.metrics.render().decode()
     assert 'openpanel_ingest_shed_total{reason="loop_lag"} 1.0' in text
-    assert _paths(server, "/lag") == ["/lag", "/lag"]
+    assert _paths(lag_shedding, "/lag") == ["/lag", "/lag"]
 
 
 def test_gate_holds_extra_requests_unread_and_sheds_beyond_the_waiting_room(tmp_path: Path) -> None:

@@ -82,14 +82,22 @@ def session_views(store: EventStore, sessions: list[SessionRow]) -> list[tuple[s
         return []
     d = store.dialect
     since = min(s.created_at for s in sessions).astimezone(UTC).replace(tzinfo=None)
+    ended = min(s.ended_at for s in sessions).astimezone(UTC).replace(tzinfo=None)
     wanted = {(s.project_id, s.id) for s in sessions}
+    # Only the views of sessions still open (their last version ended no earlier than the oldest
+    # resumed one's): a busy site's other sessions since `since` are not read into memory.
     sql = f"""-- sql
         SELECT project_id, session_id, created_at, origin, path FROM events
         WHERE name = 'screen_view' AND created_at >= {d.param("since", ParamKind.TIMESTAMP)}
+          AND session_id IN (
+            SELECT id FROM sessions WHERE ended_at >= {d.param("ended", ParamKind.TIMESTAMP)}
+          )
         ORDER BY created_at
     """
     out: list[tuple[str, str, datetime, str, str]] = []
-    for project_id, session_id, created_at, origin, path in store.fetch(sql, {"since": since}):
+    for project_id, session_id, created_at, origin, path in store.fetch(
+        sql, {"since": since, "ended": ended}
+    ):
         if (project_id, session_id) in wanted:
             at = created_at.replace(tzinfo=UTC) if created_at.tzinfo is None else created_at
             out.append((str(project_id), str(session_id), at, str(origin), str(path)))

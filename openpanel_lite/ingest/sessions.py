@@ -74,9 +74,6 @@ class SessionOutcome:
     page_views: list[PageViewRow] = field(default_factory=list)
 
 
-_NO_ID = ids.uuid4()
-
-
 def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
@@ -220,22 +217,14 @@ class SessionTracker:
                 if row.profile_id and row.profile_id != row.device_id:
                     self._by_profile[(row.project_id, row.profile_id)] = row.device_id
 
-    def restore_views(self, views: list[tuple[str, str, datetime, str, str]]) -> None:
-        """Load the resumed sessions' stored screen views (project_id, session_id, created_at, origin,
-        path), so the first view after a restart times the last one before it."""
+    def restore_views(self, views: list[EventRow]) -> None:
+        """Load the resumed sessions' stored screen views (oldest first), so the first view after a
+        restart times and links the ones before it; their rows are stored already."""
         by_session = {(live.row.project_id, live.row.id): live for live in self._live.values()}
-        for project_id, session_id, created_at, origin, path in views:
-            live = by_session.get((project_id, session_id))
+        for view in views:
+            live = by_session.get((view.project_id, view.session_id))
             if live is not None:
-                view = EventRow(
-                    id=_NO_ID,
-                    name=SCREEN_VIEW,
-                    project_id=project_id,
-                    origin=origin,
-                    path=path,
-                    created_at=created_at,
-                )
-                live.viewed(view, _ms(created_at))
+                live.viewed(view, _ms(view.created_at))
 
     def close_all(self) -> list[EventRow]:
         ended = [self.session_end_event(live.row) for live in self._live.values()]

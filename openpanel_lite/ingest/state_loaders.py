@@ -13,10 +13,12 @@ from openpanel_lite.ingest.profiles import Loader
 from openpanel_lite.storage import EventStore
 from openpanel_lite.storage.columns import column_names
 from openpanel_lite.storage.dialects import ParamKind
-from openpanel_lite.storage.rows import ProfileRow, SessionRow
+from openpanel_lite.storage.rows import EventRow, ProfileRow, SessionRow
 
 _PROFILE_COLUMNS = column_names("profiles")
 _SESSION_COLUMNS = column_names("sessions")
+# What SessionTracker.restore_views needs of a stored screen view.
+_VIEW_COLUMNS = ("id", "name", "project_id", "session_id", "profile_id", "origin", "path", "created_at")
 
 
 def _row_dict(names: tuple[str, ...], values: tuple[object, ...]) -> dict[str, object]:
@@ -75,9 +77,9 @@ def open_sessions(store: EventStore, now: datetime, timeout_ms: int) -> list[Ses
     return [msgspec.convert(_row_dict(_SESSION_COLUMNS, r), SessionRow, strict=False) for r in rows]
 
 
-def session_views(store: EventStore, sessions: list[SessionRow]) -> list[tuple[str, str, datetime, str, str]]:
-    """The stored screen views (project_id, session_id, created_at, origin, path) of resumed sessions,
-    oldest first, so that time on page carries on across a restart."""
+def session_views(store: EventStore, sessions: list[SessionRow]) -> list[EventRow]:
+    """The stored screen views of resumed sessions, oldest first, so that time on page and the Pages
+    rows carry on across a restart (SessionTracker.restore_views)."""
     if not sessions:
         return []
     d = store.dialect
@@ -87,18 +89,16 @@ def session_views(store: EventStore, sessions: list[SessionRow]) -> list[tuple[s
     # Only the views of sessions still open (their last version ended no earlier than the oldest
     # resumed one's): a busy site's other sessions since `since` are not read into memory.
     sql = f"""-- sql
-        SELECT project_id, session_id, created_at, origin, path FROM events
+        SELECT {", ".join(_VIEW_COLUMNS)} FROM events
         WHERE name = 'screen_view' AND created_at >= {d.param("since", ParamKind.TIMESTAMP)}
           AND session_id IN (
             SELECT id FROM sessions WHERE ended_at >= {d.param("ended", ParamKind.TIMESTAMP)}
           )
         ORDER BY created_at
     """
-    out: list[tuple[str, str, datetime, str, str]] = []
-    for project_id, session_id, created_at, origin, path in store.fetch(
-        sql, {"since": since, "ended": ended}
-    ):
-        if (project_id, session_id) in wanted:
-            at = created_at.replace(tzinfo=UTC) if created_at.tzinfo is None else created_at
-            out.append((str(project_id), str(session_id), at, str(origin), str(path)))
-    return out
+    views = (_row_dict(_VIEW_COLUMNS, r) for r in store.fetch(sql, {"since": since, "ended": ended}))
+    return [
+        msgspec.convert(v, EventRow, strict=False)
+        for v in views
+        if (v["project_id"], v["session_id"]) in wanted
+    ]

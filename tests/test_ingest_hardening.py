@@ -163,8 +163,9 @@ def test_event_id_requests_skip_the_content_lock_and_are_deduped_by_the_spool(
 
 
 def test_loop_lag_above_the_threshold_sheds_ingest_before_the_body_is_read(lag_shedding: LiveServer) -> None:
-    """The fast path's own lag monitor on the server's loop: after a 300 ms stall (threshold 200 ms)
-    /track answers 503 + Retry-After without reading the body; once the loop keeps time again, 200."""
+    """The fast path's own lag monitor on the server's loop: one 300 ms stall (threshold 200 ms) is
+    not overload and sheds nothing; three in a row are, and /track answers 503 + Retry-After without
+    reading the body; once the loop keeps time again, 200."""
     site = Site(lag_shedding)
     raw = json.dumps(screen_view("https://example.com/lag")).encode()
     headers = [(k.lower().encode(), v.encode()) for k, v in site.headers().items()]
@@ -195,19 +196,26 @@ def test_loop_lag_above_the_threshold_sheds_ingest_before_the_body_is_read(lag_s
         before = await call()
         time.sleep(0.3)  # the loop stalls (what a long synchronous call or a huge burst does)
         await asyncio.sleep(0.005)  # the overdue probe runs first and records the lateness
+        assert front.lag.lag_s > 0.25
+        single = await call()
+        for _ in range(2):  # two more stalls: three probes in a row ran late
+            time.sleep(0.3)
+            await asyncio.sleep(0.005)
+        assert front.lag.sustained_lag_s > 0.25
         during = await call()
         await asyncio.sleep(0.1)  # probes on time again
         after = await call()
         front.lag.stop()
-        return [before, during, after]
+        return [before, single, during, after]
 
-    before, during, after = lag_shedding.call(scenario())
+    before, single, during, after = lag_shedding.call(scenario())
     assert (before[0], before[2]) == (200, 1)
+    assert (single[0], single[2]) == (200, 1)  # one late probe: not sustained, nothing shed
     assert (during[0], during[1][b"retry-after"], during[2]) == (503, b"1", 0)  # body never read
     assert (after[0], after[2]) == (200, 1)
     text = lag_shedding.runtime.metrics.render().decode()
     assert 'openpanel_ingest_shed_total{reason="loop_lag"} 1.0' in text
-    assert _paths(lag_shedding, "/lag") == ["/lag", "/lag"]
+    assert _paths(lag_shedding, "/lag") == ["/lag", "/lag", "/lag"]
 
 
 def test_gate_holds_extra_requests_unread_and_sheds_beyond_the_waiting_room(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ cost more than the ingest work itself on this route. Every other request, `OPTIO
 goes to Litestar, which also keeps documenting `/track` in the OpenAPI schema.
 
 Overload (reliability §0 item 4, R08) is handled here too, before any body is read: ingest requests
-(`/track` and the legacy routes) get 503 + Retry-After while the event loop lags, at most
+(`/track` and the legacy routes) get 503 + Retry-After while the event loop lags (sustained: a
+few probes in a row), at most
 `max_inflight_requests` of them are processed at once (the rest wait, unread, so the loop never
 holds more ingest work than that), and `/healthz` is answered here, ahead of Litestar.
 """
@@ -140,7 +141,7 @@ class TrackFastPath:
 
     async def _ingest(self, scope: Scope, receive: Receive, send: Send, track: bool) -> None:
         """Shed on lag, then hold a gate slot while the request is processed."""
-        if self.shed_lag_s and self.lag.lag_s > self.shed_lag_s:
+        if self.shed_lag_s and self.lag.sustained_lag_s > self.shed_lag_s:
             self._shed_lag.inc()
             await asyncio.sleep(SHED_DELAY_S)
             await _send(send, _overloaded(LAG_RETRY_AFTER_S))

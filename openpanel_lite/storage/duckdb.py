@@ -75,7 +75,10 @@ _ERASE_PAGE_VIEWS_SQL: Final = """DELETE FROM page_views WHERE project_id = $pro
     AND (profile_id = $profile_id OR session_id IN (SELECT id FROM _erase_sessions))"""
 # What DuckDB raises when the WAL cannot be replayed (checksum or structure); a truncated tail is
 # ignored by DuckDB itself. Matched on the message: 2.x has no dedicated exception class for it.
-_WAL_REPLAY_FAILED = "replaying WAL"
+# DuckDB's errors for a WAL it cannot apply: damaged (fails mid-replay), or stale — written before the
+# file's last checkpoint, which a kill between that checkpoint's header write and the WAL's removal
+# leaves behind (DuckDB then refuses to open at all). Both are set aside (see _connect).
+_WAL_REPLAY_FAILED = ("replaying WAL", "WAL checkpoint iteration does not match")
 
 
 def _naive_utc(at: datetime) -> datetime:
@@ -239,11 +242,12 @@ class DuckDBStore:
             return duckdb.connect(self.path, config=self._config)
         except duckdb.Error as e:
             wal = Path(f"{self.path}.wal")
-            if _WAL_REPLAY_FAILED not in str(e) or not wal.exists():
+            if not any(sign in str(e) for sign in _WAL_REPLAY_FAILED) or not wal.exists():
                 raise
             # An unreplayable WAL would stop every start (a crash loop, reliability §2.3). Set it aside
             # and open the file as of its last checkpoint: the spool still holds every record above
-            # the watermark that checkpoint covers and replays them.
+            # the watermark that checkpoint covers and replays them (a stale WAL's rows are in the
+            # file already).
             aside = Path(f"{self.path}.wal.quarantined-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
             wal.rename(aside)
             warn("duckdb_wal_quarantined", path=str(aside), bytes=aside.stat().st_size, error=str(e))

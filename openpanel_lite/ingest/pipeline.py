@@ -76,8 +76,11 @@ class Rows(msgspec.Struct):
     page_views: list[PageViewRow] = msgspec.field(default_factory=list)
 
     def __len__(self) -> int:
-        tables = (self.events, self.sessions, self.profiles, self.groups, self.bots, self.links)
-        return sum(len(rows) for rows in tables) + len(self.durations) + len(self.page_views)
+        tables = (
+            *(self.events, self.sessions, self.profiles, self.groups, self.bots),
+            *(self.links, self.durations, self.page_views),
+        )
+        return sum(len(rows) for rows in tables)
 
 
 class Identity(msgspec.Struct, frozen=True):

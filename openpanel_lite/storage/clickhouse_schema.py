@@ -190,12 +190,22 @@ def _rollups(layout: Layout) -> list[str]:
     return out
 
 
+def _backfilled(layout: Layout, table: str, select: str) -> list[str]:
+    """A table added after events were stored, created and filled from them by `select` (its columns
+    in storage/columns.py order), as ingest fills it now."""
+    cols = ", ".join(quote(c.name) for c in TABLES[table])
+    # Emptied first so that a migration cut short between the insert and its record runs again cleanly
+    # (it runs before ingest starts, so the table holds nothing else).
+    empty = f"TRUNCATE TABLE IF EXISTS {quote(layout.data_table(table))}{layout.on_cluster}"
+    return [*_data_table(layout, table), empty, f"INSERT INTO {quote(table)} ({cols})\n{select}"]
+
+
 def _view_durations(layout: Layout) -> list[str]:
-    """The time-on-page table, filled for views stored before it existed: each view's time to the
-    first later view of its session (views at the same millisecond share it), as ingest does now."""
-    cols = ", ".join(quote(c.name) for c in TABLES["view_durations"])
-    backfill = (
-        f"INSERT INTO {quote('view_durations')} ({cols})\n"
+    """The time-on-page table: each stored view's time to the first later view of its session (views
+    at the same millisecond share it)."""
+    return _backfilled(
+        layout,
+        "view_durations",
         "SELECT project_id, session_id, origin, path, created_at, toUInt64(next_ms - at_ms), toInt8(1)\n"
         "FROM (\n"
         "    SELECT project_id, session_id, origin, path, created_at,\n"
@@ -203,30 +213,23 @@ def _view_durations(layout: Layout) -> list[str]:
         "        min(at_ms) OVER (PARTITION BY project_id, session_id ORDER BY at_ms\n"
         "            RANGE BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS next_ms\n"
         "    FROM events WHERE name = 'screen_view' AND session_id != ''\n"
-        ") WHERE next_ms IS NOT NULL AND next_ms > at_ms"
+        ") WHERE next_ms IS NOT NULL AND next_ms > at_ms",
     )
-    # Emptied first so that a migration cut short between the insert and its record runs again cleanly
-    # (it runs before ingest starts, so the table holds nothing else).
-    empty = f"TRUNCATE TABLE IF EXISTS {quote(layout.data_table('view_durations'))}{layout.on_cluster}"
-    return [*_data_table(layout, "view_durations"), empty, backfill]
 
 
 def _page_views(layout: Layout) -> list[str]:
-    """The Pages views table, filled for views stored before it existed: each view's previous view of
-    the same page in its session (lagInFrame's default for the first one is the epoch, the same
-    'none' ingest writes), as ingest does now."""
-    cols = ", ".join(quote(c.name) for c in TABLES["page_views"])
-    backfill = (
-        f"INSERT INTO {quote('page_views')} ({cols})\n"
+    """The Pages views table: each stored view's previous view of the same page in its session
+    (lagInFrame's default for the first one is the epoch, the same 'none' ingest writes)."""
+    return _backfilled(
+        layout,
+        "page_views",
         "SELECT project_id, session_id, profile_id, origin, path, created_at,\n"
         "    if(session_id = '', toDateTime64(0, 3, 'UTC'), lagInFrame(created_at) OVER (\n"
         "        PARTITION BY project_id, session_id, origin, path ORDER BY created_at\n"
         "        ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)),\n"
         "    toInt8(1)\n"
-        "FROM events WHERE name = 'screen_view'"
+        "FROM events WHERE name = 'screen_view'",
     )
-    empty = f"TRUNCATE TABLE IF EXISTS {quote(layout.data_table('page_views'))}{layout.on_cluster}"
-    return [*_data_table(layout, "page_views"), empty, backfill]
 
 
 @dataclass(frozen=True, slots=True)

@@ -368,8 +368,8 @@ def _aggregate(
     aggregates = ", ".join(f"{sql(d)} AS {name}" for name, sql in table if name in used)
     aggregates = aggregates or "count(*) AS e_rows"  # still one row per key for the join below
     # A page whose rows all cancel out had no view.
-    having = "\nHAVING sum(sign) > 0" if pages else ""
-    ctes = [(f"{prefix}agg_e", f"SELECT {key_list}{aggregates}\nFROM {source}{group}{having}")]
+    viewed = "\nHAVING sum(sign) > 0" if pages else ""
+    ctes = [(f"{prefix}agg_e", f"SELECT {key_list}{aggregates}\nFROM {source}{group}{viewed}")]
     joined = f"{prefix}agg_e"
     if any(METRICS[m].needs_sessions for m in q.metrics):
         ctes.append(

@@ -151,16 +151,16 @@ _EVENT_AGGREGATES: tuple[tuple[str, Callable[[Dialect], str]], ...] = (
 )
 
 
-# The same aggregates over page_views rows (storage/sql.py _page_base): a session viewed the page in
-# the range when one of its views there has no earlier view of the page since the range's start.
-_FIRST_IN_RANGE = "session_id <> '' AND previous_at < {start}"
+def _page_sessions(d: Dialect) -> str:
+    # A session viewed the page in the range when one of its views there has no earlier view of the
+    # page since the range's start (rows.PageViewRow); views outside sessions are page views only.
+    start = d.param("start", ParamKind.TIMESTAMP)
+    return f"coalesce(sum(sign * CASE WHEN session_id <> '' AND previous_at < {start} THEN 1 ELSE 0 END), 0)"
+
+
+# The same aggregates over page_views rows (storage/sql.py _page_base).
 _PAGE_AGGREGATES: tuple[tuple[str, Callable[[Dialect], str]], ...] = (
-    (
-        "e_sessions",
-        lambda d: "coalesce(sum(sign * CASE WHEN {} THEN 1 ELSE 0 END), 0)".format(
-            _FIRST_IN_RANGE.format(start=d.param("start", ParamKind.TIMESTAMP))
-        ),
-    ),
+    ("e_sessions", _page_sessions),
     ("e_pageviews", lambda d: "coalesce(sum(sign), 0)"),
 )
 

@@ -335,8 +335,10 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 60.0
     raise SystemExit(f"server not ready within {timeout_s} s")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """CPU time of a process, or of one of its threads (the main thread's tid is the pid)."""
+    stat = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -367,6 +369,8 @@ class WrkResult:
     max_ms: float
     wrk_cpu_s: float
     server_cpu_s: float
+    # The thread that runs the event loop (and so every line of Python on the request path).
+    loop_thread_cpu_s: float
     machine_busy_cores: float
 
     @property
@@ -385,6 +389,7 @@ def run_wrk(
     cmd += ["--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}", "--", tag, str(phase)]
     before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_before = cpu_seconds(server_pid)
+    loop_before = cpu_seconds(server_pid, server_pid)
     busy_before, total_before = machine_busy()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     busy_after, total_after = machine_busy()
@@ -410,6 +415,7 @@ def run_wrk(
         wrk_cpu_s=(after_children.ru_utime + after_children.ru_stime)
         - (before_children.ru_utime + before_children.ru_stime),
         server_cpu_s=cpu_seconds(server_pid) - server_before,
+        loop_thread_cpu_s=cpu_seconds(server_pid, server_pid) - loop_before,
         machine_busy_cores=ncpu * (busy_after - busy_before) / max(1, total_after - total_before),
     )
 
@@ -786,6 +792,12 @@ def report(r: dict[str, Any]) -> None:
             f"{run['wrk_cpu_s'] / run['seconds']:.2f} cores, whole machine {run['machine_busy_cores']:.2f} "
             f"of {os.cpu_count()} cores busy; peak RSS {run['peak_rss_mib']:.0f} MiB"
         )
+        loop_cpu = run.get("loop_thread_cpu_s")
+        if loop_cpu is not None:
+            print(
+                f"{'':24} event-loop thread: {loop_cpu / run['seconds']:.2f} cores busy, "
+                f"{loop_cpu / max(1, run['requests']) * 1e6:.0f} µs of its CPU per request"
+            )
     t = TARGETS
     print()
     print(f"[{mark(i['rate'] >= t['events_per_s'])}] accepted events/s   {i['rate']:.0f}  (target >= 5000)")

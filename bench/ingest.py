@@ -792,12 +792,11 @@ def report(r: dict[str, Any]) -> None:
             f"{run['wrk_cpu_s'] / run['seconds']:.2f} cores, whole machine {run['machine_busy_cores']:.2f} "
             f"of {os.cpu_count()} cores busy; peak RSS {run['peak_rss_mib']:.0f} MiB"
         )
-        loop_cpu = run.get("loop_thread_cpu_s")
-        if loop_cpu is not None:
-            print(
-                f"{'':24} event-loop thread: {loop_cpu / run['seconds']:.2f} cores busy, "
-                f"{loop_cpu / max(1, run['requests']) * 1e6:.0f} µs of its CPU per request"
-            )
+        loop_cpu = run["loop_thread_cpu_s"]
+        print(
+            f"{'':24} event-loop thread: {loop_cpu / run['seconds']:.2f} cores busy, "
+            f"{loop_cpu / max(1, run['requests']) * 1e6:.0f} µs of its CPU per request"
+        )
     t = TARGETS
     print()
     print(f"[{mark(i['rate'] >= t['events_per_s'])}] accepted events/s   {i['rate']:.0f}  (target >= 5000)")

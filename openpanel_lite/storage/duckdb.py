@@ -73,12 +73,12 @@ _ERASE_VIEW_DURATIONS_SQL: Final = """DELETE FROM view_durations WHERE project_i
     AND session_id IN (SELECT id FROM _erase_sessions)"""
 _ERASE_PAGE_VIEWS_SQL: Final = """DELETE FROM page_views WHERE project_id = $project_id
     AND (profile_id = $profile_id OR session_id IN (SELECT id FROM _erase_sessions))"""
-# What DuckDB raises when the WAL cannot be replayed (checksum or structure); a truncated tail is
-# ignored by DuckDB itself. Matched on the message: 2.x has no dedicated exception class for it.
-# DuckDB's errors for a WAL it cannot apply: damaged (fails mid-replay), or stale — written before the
-# file's last checkpoint, which a kill between that checkpoint's header write and the WAL's removal
-# leaves behind (DuckDB then refuses to open at all). Both are set aside (see _connect).
-_WAL_REPLAY_FAILED = ("replaying WAL", "WAL checkpoint iteration does not match")
+# DuckDB's errors for a WAL it cannot apply, matched on the message (2.x has no dedicated exception
+# class): damaged (checksum or structure; fails mid-replay; a truncated tail DuckDB ignores itself), or
+# stale — written before the file's last checkpoint, which a kill between that checkpoint's header
+# write and the WAL's removal leaves behind (DuckDB then refuses to open at all). Both are set aside
+# (see _connect).
+_WAL_UNUSABLE = ("replaying WAL", "WAL checkpoint iteration does not match")
 
 
 def _naive_utc(at: datetime) -> datetime:
@@ -242,7 +242,7 @@ class DuckDBStore:
             return duckdb.connect(self.path, config=self._config)
         except duckdb.Error as e:
             wal = Path(f"{self.path}.wal")
-            if not any(sign in str(e) for sign in _WAL_REPLAY_FAILED) or not wal.exists():
+            if not any(sign in str(e) for sign in _WAL_UNUSABLE) or not wal.exists():
                 raise
             # An unreplayable WAL would stop every start (a crash loop, reliability §2.3). Set it aside
             # and open the file as of its last checkpoint: the spool still holds every record above
